@@ -1,0 +1,166 @@
+"""`python -m mnist_lab train | evaluate | show`: the assignment's main job."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from .data import DATA_ENV, load_tensors, show
+from .errors import DataError
+from .files import load_weights, save_weights, write_json
+from .model import LeNet
+from .train import RECIPES, TrainingDivergedError, TrainResult, choose_device, evaluate, train
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in 0 .. 2**32-1, not {value}")
+    return value
+
+
+def _float_in(low: float, high: float, closed_high: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (low < value and (value <= high if closed_high else value < high)):
+            raise argparse.ArgumentTypeError(f"must be in ({low}, {high}{']' if closed_high else ')'}, not {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mnist_lab", description="LeNet-5 on MNIST, as the course assignment does it.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    data_help = f"MNIST folder (default: ${DATA_ENV}, else the embedded data/mnist)"
+
+    run = commands.add_parser("train", help="train LeNet-5 and report its test accuracy")
+    run.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="default",
+        help="default: the package's (He init, lr 0.02); assignment: exactly the printed one",
+    )
+    run.add_argument("--epochs", type=_positive_int, default=3)
+    run.add_argument("--batch-size", type=_positive_int, help="minibatch size (default: the recipe's, 100)")
+    run.add_argument("--lr", type=_float_in(0, float("inf"), False), help="learning rate (default: the recipe's)")
+    run.add_argument("--momentum", type=_float_in(-1e-300, 1, False), help="in [0, 1) (default: the recipe's, 0.9)")
+    run.add_argument("--seed", type=_seed, default=0)
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--data", help=data_help)
+    run.add_argument("--json", metavar="PATH", help="write the results as one JSON object")
+    run.add_argument("--save", metavar="PATH", help="write the trained weights (a weights-only state dict)")
+
+    ev = commands.add_parser("evaluate", help="report the test accuracy of saved weights")
+    ev.add_argument("--weights", required=True, metavar="PATH")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--data", help=data_help)
+
+    sh = commands.add_parser("show", help="draw one digit in the terminal, or to a PNG")
+    sh.add_argument("--dataset", choices=("training", "testing"), default="training")
+    sh.add_argument("--index", type=_int, default=0)
+    sh.add_argument("--png", metavar="PATH", help="also write the digit as a PNG")
+    sh.add_argument("--data", help=data_help)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    device = choose_device(args.device)
+    overrides = {
+        k: v
+        for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("momentum", args.momentum))
+        if v is not None
+    }
+    recipe = dataclasses.replace(RECIPES[args.recipe], **overrides)
+    xtrain, ltrain = load_tensors("training", args.data)
+    xtest, ltest = load_tensors("testing", args.data)
+    print(f"recipe {recipe}, {args.epochs} epochs, seed {args.seed}, device {device}, torch {torch.__version__}")
+    accuracies: list[float] = []
+
+    def report(epoch: int, progress: TrainResult) -> None:
+        accuracies.append(evaluate(progress.net, xtest, ltest))
+        print(
+            f"epoch {epoch}: {progress.epoch_seconds[-1]:.2f} s training, test accuracy {accuracies[-1]:.2f}%",
+            flush=True,
+        )
+
+    result = train(xtrain, ltrain, recipe=recipe, epochs=args.epochs, seed=args.seed, device=device, on_epoch=report)
+    print(f"test accuracy: {accuracies[-1]:.2f}%")
+    if args.save:
+        save_weights(result.net, args.save)
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "test_accuracy": accuracies[-1],
+                "epoch_test_accuracy": accuracies,
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "device": str(device),
+                "recipe": recipe.name,
+                "hyperparameters": dataclasses.asdict(recipe),
+                "torch_version": torch.__version__,
+                "epoch_seconds": result.epoch_seconds,
+                "loss_log": result.loss_log,
+            },
+        )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    device = choose_device(args.device)
+    net = load_weights(LeNet(), args.weights).to(device)
+    xtest, ltest = load_tensors("testing", args.data)
+    print(f"test accuracy: {evaluate(net, xtest, ltest):.2f}%")
+
+
+def _show(args: argparse.Namespace) -> None:
+    images, labels = load_tensors(args.dataset, args.data)
+    if not -len(images) <= args.index < len(images):
+        raise IndexError(f"--index {args.index} is outside the {len(images)} {args.dataset} images")
+    print(show(images[args.index], args.png))
+    print(f"{args.dataset} image {args.index}: label {int(labels[args.index])}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        {"train": _train, "evaluate": _evaluate, "show": _show}[args.command](args)
+    except (ValueError, IndexError) as err:  # arguments that only the work itself can judge
+        print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (DataError, TrainingDivergedError, OSError) as err:
+        print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mnist_lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

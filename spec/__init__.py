@@ -1,0 +1,1 @@
+"""The assignment, question by question, as tests (one module a question)."""
