@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from spec.impl import IMPL_ENV, implementation_name, load_implementation
 
 CUDA = torch.cuda.is_available()
+_HYPOTHESIS_DIR = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
         load_implementation()
     except ImportError as err:
         raise pytest.UsageError(f"cannot import the implementation {implementation_name()!r}: {err}") from None
+    # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
+    config.stash[_HYPOTHESIS_DIR] = tempfile.mkdtemp(prefix="mnist-lab-hypothesis-")
+    set_hypothesis_home_dir(config.stash[_HYPOTHESIS_DIR])
     # One GPU, many workers: send every GPU test to the same worker (see pytest_collection_modifyitems).
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
@@ -43,6 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _HYPOTHESIS_DIR in config.stash:
+        shutil.rmtree(config.stash[_HYPOTHESIS_DIR], ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -53,11 +66,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     benchmarking = config.getoption("benchmark_only", default=False)
     for item in items:
         if "cuda" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group("cuda"))
+            item.add_marker(pytest.mark.xdist_group("cuda"), append=False)  # first: it wins over others
             if not CUDA:
                 item.add_marker(pytest.mark.skip(reason="CUDA not available"))
         if "benchmark" in getattr(item, "fixturenames", ()) and not benchmarking:
@@ -99,3 +113,38 @@ def mnist() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     from spec.impl import impl
 
     return {split: impl.load_tensors(split) for split in ("training", "testing")}
+
+
+@pytest.fixture(scope="session")
+def default_training(mnist):
+    """`run(device, seed)`: the default recipe trained for 10 epochs, with the test
+    accuracy after each epoch; memoised, so Q31-Q33 share one run per device and seed.
+
+    Tests that use it carry `xdist_group(f"train-seed{seed}")`, which keeps each
+    seed's run on one worker while the seeds train in parallel.
+    """
+    from spec.impl import impl
+
+    xtrain, ltrain = mnist["training"]
+    xtest, ltest = mnist["testing"]
+    runs: dict[tuple[str, int], TrainedRun] = {}
+
+    def run(device: torch.device, seed: int) -> TrainedRun:
+        key = (device.type, seed)
+        if key not in runs:
+            accuracies: list[float] = []
+            result = impl.train(
+                xtrain, ltrain, recipe=impl.RECIPES["default"], epochs=10, seed=seed, device=device, log=None,
+                on_epoch=lambda epoch, progress: accuracies.append(impl.evaluate(progress.net, xtest, ltest)),
+            )  # fmt: skip
+            runs[key] = TrainedRun(result.net, result.loss_log, accuracies)
+        return runs[key]
+
+    return run
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    net: torch.nn.Module
+    loss_log: list[list[float]]  # [epoch, minibatch, mean loss] every 100 minibatches
+    accuracies: list[float]  # test accuracy after each epoch

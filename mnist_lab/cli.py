@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -92,6 +94,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output(option: str, path: str | None) -> Path | None:
+    """Check before any work that `path` can be written: its folder exists, it is not a folder."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {path}: is a folder, not a file")
+    if not target.parent.is_dir():
+        raise ValueError(f"{option} {path}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK):
+        raise ValueError(f"{option} {path}: cannot write into {target.parent}")
+    return target.resolve()
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """What argparse cannot judge alone, checked before any data is read or work done."""
+    if args.command in ("train", "evaluate"):
+        choose_device(args.device)
+    if args.command == "train":
+        outputs = {option: _output(option, path) for option, path in (("--json", args.json), ("--save", args.save))}
+        if outputs["--json"] is not None and outputs["--json"] == outputs["--save"]:
+            raise ValueError(f"--json and --save both name {args.json}: give each its own file")
+    if args.command == "show":
+        _output("--png", args.png)
+
+
 def _train(args: argparse.Namespace) -> None:
     device = choose_device(args.device)
     overrides = {
@@ -153,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _validate(args)
         {"train": _train, "evaluate": _evaluate, "show": _show}[args.command](args)
     except (ValueError, IndexError) as err:  # arguments that only the work itself can judge
         print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)

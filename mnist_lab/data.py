@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 import struct
 import zlib
 from pathlib import Path
@@ -23,11 +24,15 @@ FILES = {
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The MNIST folder: `path`, else $MNIST_LAB_DATA, else the embedded copy."""
-    chosen = path if path is not None else os.environ.get(DATA_ENV) or EMBEDDED_DATA
-    folder = Path(chosen)
+    if path is not None:
+        folder, origin = Path(path), "given as --data or path"
+    elif os.environ.get(DATA_ENV):
+        folder, origin = Path(os.environ[DATA_ENV]), f"from ${DATA_ENV}"
+    else:
+        folder, origin = EMBEDDED_DATA, "the embedded default"
     if not folder.is_dir():
         raise DataError(
-            f"{folder}: MNIST data folder not found; point --data or ${DATA_ENV} at the folder "
+            f"{folder} ({origin}): MNIST data folder not found; point --data or ${DATA_ENV} at the folder "
             "that holds the four IDX files"
         )
     return folder
@@ -38,12 +43,18 @@ def _checksums(folder: Path) -> dict[str, str]:
     sums = folder / "SHA256SUMS"
     if not sums.is_file():
         return {}
+    try:
+        text = sums.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{sums}: not a SHA256SUMS text file (not UTF-8)") from None
+    except OSError as err:
+        raise DataError(f"{sums}: cannot read: {err.strerror or err}") from None
     table = {}
-    for n, line in enumerate(sums.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or len(parts[0]) != 64:
+        if len(parts) != 2 or len(parts[0]) != 64 or not all(c in string.hexdigits for c in parts[0]):
             raise DataError(f"{sums}: line {n} is not '<sha256>  <file name>'")
         table[parts[1].lstrip("*")] = parts[0]
     return table

@@ -1,0 +1,114 @@
+"""Q21: normalising MNIST pixels from uint8 [0, 255] to float32 [-1, 1].
+
+The assignment prints (cells [28]-[30]):
+
+    def normalize_MNIST_images(x):
+        # Convert the uint8 input into float32 for ease of normalization
+        fl_x = x.astype(np.float32)
+        # Normalize [0 to 255] to [-1 to 1]
+        # This means mapping 0 to -1, 255 to 1, and 127.5 to 0
+        ret = 2*(fl_x - 255/2.0) / 255
+        return ret
+
+    xtrain, ltrain = MNISTtools.load(path='./datasets/MNIST')
+    norm_x_train = normalize_MNIST_images(xtrain)
+    xtest, ltest = MNISTtools.load(dataset='testing', path='./datasets/MNIST')
+    norm_x_test = normalize_MNIST_images(xtest)
+
+The course's loader returns the images as columns, a (784, N) uint8 array. The map is the linear one
+v -> 2 v / 255 - 1: checked on all 256 pixel values at once, and on the real data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from spec.impl import impl
+
+# float32 carries about 7 digits: 2 v / 255 - 1 computed in float32 is within a few 1e-8 of the exact value.
+ATOL = 1e-6
+
+SPLITS = ("training", "testing")
+SIZES = {"training": 60_000, "testing": 10_000}
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    return 2 * values.astype(np.float64) / 255 - 1
+
+
+@pytest.fixture(scope="module")
+def all_pixel_values() -> tuple[np.ndarray, np.ndarray]:
+    """Every uint8 value, and the implementation's image of it."""
+    values = np.arange(256, dtype=np.uint8)
+    return values, impl.normalize_MNIST_images(values.copy())
+
+
+def test_every_pixel_value_maps_linearly(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
+    values, out = all_pixel_values
+    assert isinstance(out, np.ndarray), f"normalize_MNIST_images returned {type(out).__name__}, not an ndarray"
+    assert out.dtype == np.float32, f"normalised pixels are {out.dtype}, the assignment converts to float32"
+    assert out.shape == values.shape
+    np.testing.assert_allclose(out, _exact(values), rtol=0, atol=ATOL, err_msg="pixel v must map to 2 v / 255 - 1")
+
+
+def test_endpoints_and_midpoint(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
+    _, out = all_pixel_values
+    np.testing.assert_allclose(out[0], -1.0, rtol=0, atol=ATOL, err_msg="0 must map to -1")
+    np.testing.assert_allclose(out[255], 1.0, rtol=0, atol=ATOL, err_msg="255 must map to 1")
+    # 127.5 is not a uint8: the linear map sends it to the midpoint of 127's and 128's images.
+    np.testing.assert_allclose((out[127] + out[128]) / 2, 0.0, rtol=0, atol=ATOL, err_msg="127.5 must map to 0")
+    np.testing.assert_allclose(out[::-1], -out, rtol=0, atol=ATOL, err_msg="the map must be odd about 127.5")
+
+
+def test_strictly_increasing_and_within_minus_one_one(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
+    _, out = all_pixel_values
+    assert np.all(np.diff(out) > 0), "brighter pixels must map to larger values"
+    assert out.min() >= -1.0, f"minimum {out.min()!r} is below -1"
+    assert out.max() <= 1.0, f"maximum {out.max()!r} is above 1"
+    np.testing.assert_allclose(np.diff(out.astype(np.float64)), 2 / 255, rtol=0, atol=ATOL, err_msg="equal steps")
+
+
+@settings(max_examples=50, deadline=None)
+@given(pixels=hnp.arrays(np.uint8, hnp.array_shapes(min_dims=1, max_dims=3, max_side=8), elements=st.integers(0, 255)))
+def test_each_pixel_maps_on_its_own(pixels: np.ndarray) -> None:
+    """Any array, even one without a 0 or a 255: the map is fixed, not stretched to the data's own range."""
+    out = impl.normalize_MNIST_images(pixels.copy())
+    assert out.shape == pixels.shape
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, _exact(pixels), rtol=0, atol=ATOL, err_msg=f"pixels {pixels.tolist()}")
+
+
+def test_columns_keep_their_shape_and_the_input_is_not_modified() -> None:
+    rng = np.random.default_rng(21)
+    columns = rng.integers(0, 256, size=(784, 7), dtype=np.uint8)
+    before = columns.copy()
+    out = impl.normalize_MNIST_images(columns)
+    np.testing.assert_array_equal(columns, before, err_msg="normalize_MNIST_images modified its input")
+    assert out.shape == (784, 7), f"(784, 7) columns became {out.shape}"
+    assert out.dtype == np.float32
+    assert not np.shares_memory(out, columns), "the float32 result must not alias the uint8 input"
+    np.testing.assert_allclose(out, _exact(columns), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_real_data_normalised(split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    columns, _ = mnist_columns[split]
+    assert columns.shape == (784, SIZES[split]), f"the {split} columns are {columns.shape}"
+    assert columns.dtype == np.uint8
+    checksum = int(columns.sum(dtype=np.int64))
+    out = impl.normalize_MNIST_images(columns)
+    assert int(columns.sum(dtype=np.int64)) == checksum, f"normalising the {split} set modified the loaded images"
+    assert out.shape == columns.shape
+    assert out.dtype == np.float32
+    assert out.min() >= -1.0, f"{split}: minimum {out.min()} below -1"
+    assert out.max() <= 1.0, f"{split}: maximum {out.max()} above 1"
+    np.testing.assert_allclose(out.min(), -1.0, rtol=0, atol=ATOL, err_msg=f"{split}: the background must be -1")
+    np.testing.assert_allclose(out.max(), 1.0, rtol=0, atol=ATOL, err_msg=f"{split}: full ink must be 1")
+    # Pixel by pixel, the same map as on the 256 values: equal inputs give equal outputs.
+    table = impl.normalize_MNIST_images(np.arange(256, dtype=np.uint8))
+    mismatched = np.count_nonzero(out != table[columns])
+    assert mismatched == 0, f"{split}: {mismatched} pixels normalised differently from their value alone"

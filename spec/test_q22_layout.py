@@ -1,0 +1,112 @@
+"""Q22: from the course's columns to torch's layout, batch x channel x height x width.
+
+The assignment prints (cells [31], [32]):
+
+    train_resaped = np.reshape(norm_x_train, (28, 28, 1, 60000))
+    test_resaped = np.reshape(norm_x_test, (28, 28, 1, 10000))
+    print(train_resaped.shape)    # (28, 28, 1, 60000)
+    print(test_resaped.shape)     # (28, 28, 1, 10000)
+
+    xtrain = np.moveaxis(train_resaped, [0, 1, 2, 3], [2, 3, 1, 0])
+    xtest = np.moveaxis(test_resaped, [0, 1, 2, 3], [2, 3, 1, 0])
+    print(xtrain.shape)           # (60000, 1, 28, 28)
+    print(xtest.shape)            # (10000, 1, 28, 28)
+
+"we have reorganised the numpy arrays xtrain and xtest such that they conform to the torch conventions
+for tensors, which is Batch size * Number of input channels * Image Height * Image width".
+
+So pixel p = 28 r + c of column n (row-major reshape) lands at [n, 0, r, c]: checked against direct
+indexing on any small array (hypothesis), and on the real data against the package's own tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spec.impl import impl
+
+SPLITS = ("training", "testing")
+SIZES = {"training": 60_000, "testing": 10_000}
+ATOL = 1e-6
+
+
+def _by_direct_indexing(columns: np.ndarray) -> np.ndarray:
+    """out[n, 0, r, c] = columns[28 r + c, n], written element by element through index arrays."""
+    n = columns.shape[1]
+    out = np.empty((n, 1, 28, 28), dtype=columns.dtype)
+    pixel = np.arange(784)
+    out[:, 0, pixel // 28, pixel % 28] = columns.T
+    return out
+
+
+def _disagreement(what: str, difference: torch.Tensor) -> str:
+    """Where two large arrays differ by more than ATOL, in one line."""
+    where = tuple(int(i) for i in np.unravel_index(int(difference.argmax()), tuple(difference.shape)))
+    count = int((difference > ATOL).sum())
+    return f"{what} disagree at {count} pixels, by up to {float(difference.max()):g} at {where} (tolerance {ATOL:g})"
+
+
+@st.composite
+def columns_arrays(draw: st.DrawFn) -> np.ndarray:
+    """(784, n) columns, every entry random (hypothesis would fill most of a 784-row array with one value)."""
+    dtype = draw(st.sampled_from([np.uint8, np.float32, np.float64]))
+    n = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if dtype == np.uint8:
+        return rng.integers(0, 256, size=(784, n), dtype=np.uint8)
+    return rng.uniform(-1, 1, size=(784, n)).astype(dtype)
+
+
+@settings(max_examples=50, deadline=None)
+@given(columns=columns_arrays())
+def test_pixel_28r_plus_c_of_column_n_lands_at_n_0_r_c(columns: np.ndarray) -> None:
+    before = columns.copy()
+    out = np.asarray(impl.to_torch_layout(columns))
+    np.testing.assert_array_equal(columns, before, err_msg="to_torch_layout modified its input")
+    n = columns.shape[1]
+    assert out.shape == (n, 1, 28, 28), f"(784, {n}) became {out.shape}, not ({n}, 1, 28, 28)"
+    assert out.dtype == columns.dtype, f"{columns.dtype} became {out.dtype}: a layout change keeps the dtype"
+    np.testing.assert_array_equal(out, _by_direct_indexing(columns), err_msg="out[n, 0, r, c] != columns[28r+c, n]")
+
+
+def test_every_position_is_distinguished() -> None:
+    """Each entry unique, so a swapped row and column, or a wrong image, cannot hide behind equal values."""
+    n = 3
+    columns = (np.arange(784)[:, None] + 1000 * np.arange(n)[None, :]).astype(np.float64)
+    out = np.asarray(impl.to_torch_layout(columns))
+    assert out.shape == (n, 1, 28, 28)
+    for image, row, col in ((0, 0, 0), (0, 0, 27), (0, 27, 0), (1, 3, 5), (2, 27, 27), (2, 14, 1)):
+        assert out[image, 0, row, col] == 28 * row + col + 1000 * image, f"wrong value at [{image}, 0, {row}, {col}]"
+    expected = np.arange(784).reshape(28, 28)[None, None] + 1000 * np.arange(n)[:, None, None, None]
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_real_data_shapes(split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    columns, _ = mnist_columns[split]
+    out = np.asarray(impl.to_torch_layout(columns))
+    assert out.shape == (SIZES[split], 1, 28, 28), f"the {split} set in torch layout is {out.shape}"
+    assert out.dtype == columns.dtype
+    np.testing.assert_array_equal(out[:5], _by_direct_indexing(columns[:, :5]), err_msg=f"{split}: first images")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_assignment_route_agrees_with_load_tensors(
+    split: str,
+    mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]],
+    mnist: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """normalize_MNIST_images then to_torch_layout (Q21-Q22) gives load_tensors' images (Q24)."""
+    columns, _ = mnist_columns[split]
+    images, _ = mnist[split]
+    route = np.asarray(impl.to_torch_layout(impl.normalize_MNIST_images(columns)))
+    assert route.shape == tuple(images.shape), f"{split}: {route.shape} against load_tensors' {tuple(images.shape)}"
+    assert route.dtype == np.float32
+    # 47 million pixels: one pass for the largest difference (assert_close's report takes seconds here).
+    difference = (torch.from_numpy(np.ascontiguousarray(route)) - images).abs()
+    worst = float(difference.max())
+    assert worst <= ATOL, _disagreement(f"{split}: Q21-Q22's route and load_tensors", difference)
