@@ -44,9 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
     config.stash[_HYPOTHESIS_DIR] = tempfile.mkdtemp(prefix="mnist-lab-hypothesis-")
     set_hypothesis_home_dir(config.stash[_HYPOTHESIS_DIR])
-    # One GPU, many workers: send every GPU test to the same worker (see pytest_collection_modifyitems).
+    # One GPU, many workers: `-n` alone means --dist load; make it loadgroup, so that the GPU
+    # tests share one worker and each training seed's tests share one (the xdist_group marks).
+    # The controller schedules by `dist`; each worker decides by `loadgroup` whether to tag
+    # its test ids with their group, so both are set.
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
+    if hasattr(config, "workerinput"):
+        config.option.loadgroup = True
     # Two workers on two cores, each with torch's two threads, would fight for the cores.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:

@@ -153,6 +153,8 @@ _RAMP = " .:-=+*#%@"
 def show(image: np.ndarray | torch.Tensor, path: str | os.PathLike | None = None, scale: int = 10) -> str:
     """Render one digit without a screen (Q23): returns it as text for a terminal
     and, with `path`, also writes it as a PNG magnified `scale` times."""
+    if scale < 1:
+        raise ValueError(f"scale must be at least 1, not {scale}")
     gray = _to_gray(image)
     if path is not None:
         big = np.kron(gray, np.ones((scale, scale), dtype=np.uint8))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_lab.data import DATA_ENV, EMBEDDED_DATA, data_dir, load, read_split
+from mnist_lab.data import DATA_ENV, EMBEDDED_DATA, data_dir, load, read_split, show
 from mnist_lab.errors import DataError
 from spec.pkg_support import idx_bytes, make_mnist, write_file
 
@@ -184,3 +184,10 @@ def test_truncated_gzip_in_a_folder_is_named(tmp_path: Path) -> None:
     path = tmp_path / f"{TEST_IMAGES}.gz"
     path.write_bytes(path.read_bytes()[:-20])
     expect_data_error(tmp_path, str(path), "gzip")
+
+
+@pytest.mark.parametrize("scale", [0, -3])
+def test_show_refuses_a_scale_below_one(tmp_path: Path, scale: int) -> None:
+    with pytest.raises(ValueError, match="scale must be at least 1"):
+        show(np.zeros((28, 28), dtype=np.uint8), tmp_path / "digit.png", scale=scale)
+    assert not (tmp_path / "digit.png").exists(), "a refused scale still wrote a PNG"
