@@ -1,0 +1,139 @@
+"""mnist_lab's training, beyond the questions: divergence stops the run, CPU runs repeat
+exactly, and the fast path computes what the printed loop computes."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mnist_lab
+from mnist_lab import RECIPES, TrainingDivergedError, backprop_deep, train
+from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward, prepare_images
+
+
+@pytest.fixture(scope="module")
+def subset(mnist) -> tuple[torch.Tensor, torch.Tensor]:
+    """20,000 real training images: 200 minibatches, two printed losses an epoch."""
+    x, labels = mnist["training"]
+    return x[:20_000], labels[:20_000]
+
+
+def test_a_diverging_loss_stops_training_naming_epoch_and_minibatch(subset) -> None:
+    x, labels = subset
+    wild = dataclasses.replace(RECIPES["default"], lr=100.0)
+    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf) at epoch 1, minibatch \d+"):
+        train(x, labels, recipe=wild, epochs=8, seed=0, device="cpu", log=None)
+
+
+def poisoned(subset, at: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The subset with image `at` made NaN: the loss of whichever minibatch holds it is NaN."""
+    x, labels = subset
+    x = x.clone()
+    x[at] = float("nan")
+    return x, labels
+
+
+def test_the_fast_path_names_the_minibatch_that_went_nan(subset) -> None:
+    x, labels = poisoned(subset, at=1234)
+    order = np.random.RandomState(0).permutation(len(x))
+    minibatch = int(np.flatnonzero(order == 1234)[0]) // 100 + 1
+    with pytest.raises(TrainingDivergedError, match=rf"loss became nan at epoch 1, minibatch {minibatch}:"):
+        train(x, labels, epochs=2, seed=0, rng=np.random.RandomState(0), device="cpu", log=None)
+
+
+def test_the_printed_loop_names_the_minibatch_that_went_nan(subset, capsys: pytest.CaptureFixture[str]) -> None:
+    x, labels = poisoned(subset, at=1234)
+    np.random.seed(0)
+    minibatch = int(np.flatnonzero(np.random.permutation(len(x)) == 1234)[0]) // 100 + 1
+    np.random.seed(0)
+    with pytest.raises(TrainingDivergedError, match=rf"loss became nan at epoch 1, minibatch {minibatch}:"):
+        backprop_deep(x, labels, mnist_lab.LeNet(), T=2)
+    capsys.readouterr()
+
+
+def test_same_seed_same_cpu_run(subset) -> None:
+    x, labels = subset
+    runs = [train(x, labels, epochs=1, seed=3, device="cpu", log=None) for _ in range(2)]
+    assert runs[0].loss_log == runs[1].loss_log, f"losses differ run to run: {runs[0].loss_log} {runs[1].loss_log}"
+    for (name, a), b in zip(runs[0].net.state_dict().items(), runs[1].net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"{name} differs between two CPU runs with the same seed"
+
+
+def test_different_seeds_differ(subset) -> None:
+    x, labels = subset
+    a, b = (train(x, labels, epochs=1, seed=s, device="cpu", log=None) for s in (0, 1))
+    assert a.loss_log != b.loss_log, "seeds 0 and 1 gave the same losses: the seed is not used"
+
+
+# Both paths agree to float rounding (1e-6) for the first 50-odd steps; after that,
+# as for any change of summation order (even the plain loop on 1 thread against 2),
+# SGD's chaos amplifies the rounding: at lr 0.02 the plain loop against itself reordered
+# parts by 1e-3 in 20 steps. So the comparisons below stop at 40 steps.
+STEPS = 40
+
+
+@pytest.mark.parametrize("recipe", ["assignment", "default"])
+def test_fast_path_trains_the_weights_the_printed_loop_trains(
+    subset, device: torch.device, recipe: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same start, same permutation, same recipe: the same weights after STEPS minibatches."""
+    chosen = RECIPES[recipe]
+    x, labels = (t[: STEPS * chosen.batch_size].to(device) for t in subset)
+    torch.manual_seed(0)
+    start = chosen.make_net().to(device)
+    plain, fast = copy.deepcopy(start), copy.deepcopy(start)
+    np.random.seed(7)
+    backprop_deep(x, labels, plain, T=1, B=chosen.batch_size, gamma=chosen.lr, rho=chosen.momentum)
+    result = train(x, labels, recipe=chosen, epochs=1, net=fast, rng=np.random.RandomState(7), device=device, log=None)
+    capsys.readouterr()
+    for (name, got), want in zip(result.net.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(
+            got, want, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name} differs from backprop_deep's: {m}"
+        )
+
+
+@pytest.mark.parametrize("lr", [0.001, 0.02])
+def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, lr: float) -> None:
+    x, labels = subset
+    torch.manual_seed(0)
+    plain = mnist_lab.he_init_(mnist_lab.LeNet())
+    fast = copy.deepcopy(plain)
+    optimizer = torch.optim.SGD(plain.parameters(), lr=lr, momentum=0.9)
+    step = FastLeNetStep(fast, lr=lr, momentum=0.9)
+    phases = prepare_images(x)
+    order = torch.from_numpy(np.random.RandomState(0).permutation(len(x)))
+    expected, got = [], []
+    for k in range(STEPS):
+        idx = order[k * 100 : (k + 1) * 100]
+        optimizer.zero_grad()
+        loss = F.cross_entropy(plain(x[idx]), labels[idx])
+        loss.backward()
+        optimizer.step()
+        expected.append(loss.item())
+        got.append(step(phases[idx], labels[idx]).item())
+    torch.testing.assert_close(
+        torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-6,
+        msg=lambda m: f"FastLeNetStep's losses differ from autograd's: {m}",
+    )  # fmt: skip
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_fast_cpu_pooling_breaks_ties_like_max_pool2d() -> None:
+    """MNIST's flat background ties often: the gradient must go where max_pool2d sends it."""
+    values = torch.tensor([[1.0, 1.0], [1.0, 1.0]]), torch.tensor([[0.0, 2.0], [2.0, 2.0]])
+    for window in values:
+        x = window.view(1, 1, 2, 2).requires_grad_()
+        F.max_pool2d(x, 2).sum().backward()
+        phases = window.reshape(1, 4, 1, 1)  # phase (u, v) = window[u, v]
+        pooled, wins = _pool_forward(phases, 1)
+        grad = _pool_backward(torch.ones(1, 1, 1, 1), wins, torch.empty(1, 4, 1, 1))
+        assert pooled.item() == window.max().item(), f"pooled {pooled.item()} for window {window.tolist()}"
+        assert grad.view(2, 2).tolist() == x.grad.view(2, 2).tolist(), (
+            f"window {window.tolist()}: gradient {grad.view(2, 2).tolist()}, max_pool2d's {x.grad.view(2, 2).tolist()}"
+        )
