@@ -122,24 +122,24 @@ def mnist() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 @pytest.fixture(scope="session")
 def default_training(mnist):
-    """`run(device, seed)`: the default recipe trained for 10 epochs, with the test
-    accuracy after each epoch; memoised, so Q31-Q33 share one run per device and seed.
+    """`run(device, seed, epochs)`: the default recipe trained for `epochs`, with the test
+    accuracy after each epoch; memoised, so Q31-Q33 share one run per device, seed and length.
 
     Tests that use it carry `xdist_group(f"train-seed{seed}")`, which keeps each
-    seed's run on one worker while the seeds train in parallel.
+    seed's runs on one worker while the seeds train in parallel.
     """
     from spec.impl import impl
 
     xtrain, ltrain = mnist["training"]
     xtest, ltest = mnist["testing"]
-    runs: dict[tuple[str, int], TrainedRun] = {}
+    runs: dict[tuple[str, int, int], TrainedRun] = {}
 
-    def run(device: torch.device, seed: int) -> TrainedRun:
-        key = (device.type, seed)
+    def run(device: torch.device, seed: int, epochs: int) -> TrainedRun:
+        key = (device.type, seed, epochs)
         if key not in runs:
             accuracies: list[float] = []
             result = impl.train(
-                xtrain, ltrain, recipe=impl.RECIPES["default"], epochs=10, seed=seed, device=device, log=None,
+                xtrain, ltrain, recipe=impl.RECIPES["default"], epochs=epochs, seed=seed, device=device, log=None,
                 on_epoch=lambda epoch, progress: accuracies.append(impl.evaluate(progress.net, xtest, ltest)),
             )  # fmt: skip
             runs[key] = TrainedRun(result.net, result.loss_log, accuracies)

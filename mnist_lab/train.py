@@ -86,25 +86,33 @@ def backprop_deep(xtrain, ltrain, net, T, B=100, gamma=0.001, rho=0.9):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train: initialisation, optimiser settings and batch size."""
+    """How to train: initialisation, optimiser settings, batch size and learning-rate schedule."""
 
     name: str
     init: str  # "pytorch" (the layers' own default) or "he"
     lr: float
     momentum: float
     batch_size: int
+    schedule: str = "constant"  # or "linear": from lr down to 0 over the run
 
     def make_net(self) -> LeNet:
         net = LeNet()
         return he_init_(net) if self.init == "he" else net
 
+    def lr_at(self, step: int | torch.Tensor, total: int) -> float | torch.Tensor:
+        """The learning rate of step `step` (0-based) of `total`; a tensor step gives a tensor."""
+        if self.schedule == "constant":
+            return self.lr + 0 * step
+        return self.lr * (1 - step / total)
+
 
 RECIPES = {
     # Exactly the printed recipe.
     "assignment": Recipe("assignment", init="pytorch", lr=0.001, momentum=0.9, batch_size=100),
-    # He initialisation and a 20 times larger step: the README says why.
-    "default": Recipe("default", init="he", lr=0.02, momentum=0.9, batch_size=100),
+    # He initialisation, a 50 times larger step, decayed linearly to 0: the README says why.
+    "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear"),
 }
+ENGINES = ("auto", "autograd", "fast_cpu")
 
 
 @dataclass
@@ -119,53 +127,94 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _eager_step(
-    net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, labels: torch.Tensor
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    def step(idx: torch.Tensor) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x.index_select(0, idx)), labels.index_select(0, idx))
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+class _FastCPUSteps:
+    """`fast_cpu.FastLeNetStep` over one epoch's permutation, the learning rate set each step."""
 
-    return step
+    def __init__(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int) -> None:
+        tune_malloc()
+        self.phases, self.labels, self.recipe, self.total = prepare_images(x), labels, recipe, total
+        self.fast = FastLeNetStep(net, recipe.lr, recipe.momentum)
+        self.losses = torch.zeros(-(-len(x) // recipe.batch_size))
+        self.order = torch.empty(0, dtype=torch.long)
+        self.t = 0  # steps taken
+
+    def new_epoch(self, order: torch.Tensor) -> None:
+        self.order = order
+
+    def __call__(self, k: int) -> None:
+        """Minibatch k of the epoch."""
+        size = self.recipe.batch_size
+        idx = self.order[k * size : (k + 1) * size]
+        self.fast.lr = float(self.recipe.lr_at(self.t, self.total))
+        self.losses[k] = self.fast(self.phases.index_select(0, idx), self.labels.index_select(0, idx))
+        self.t += 1
 
 
-def _graphed_step(
-    step: Callable[[torch.Tensor], torch.Tensor],
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    device: torch.device,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`step` captured once in a CUDA graph: each later step is one copy and one replay."""
-    static_idx = torch.zeros(batch_size, dtype=torch.long, device=device)
-    # Warm up on a side stream, as the CUDA-graph docs ask, so that lazily built
-    # state (the momentum buffers) exists before the capture.
-    weights = {k: v.clone() for k, v in net.state_dict().items()}
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step(static_idx)
-    torch.cuda.current_stream(device).wait_stream(side)
-    # The warm-up is not training: put the weights back and zero the momentum,
-    # which SGD then treats exactly as a first step.
-    net.load_state_dict(weights)
-    for buffer in (optimizer.state[p].get("momentum_buffer") for p in net.parameters()):
-        if buffer is not None:
-            buffer.zero_()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_loss = step(static_idx)
+class _DeviceSteps:
+    """SGD steps with all their state on the device, so that CUDA can capture one in a graph.
 
-    def replay(idx: torch.Tensor) -> torch.Tensor:
-        static_idx.copy_(idx)
-        graph.replay()
-        return static_loss  # overwritten by the next replay: copy it before then
+    The minibatch is read from `order` at a device-side counter, the learning rate comes
+    from a device-side step count, and each loss lands in `losses`: a step needs nothing
+    from the host. SGD's update is torch.optim.SGD's (dampening 0), spelled with a tensor
+    learning rate.
+    """
 
-    return replay
+    def __init__(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int) -> None:
+        self.net, self.x, self.labels, self.recipe, self.total = net, x, labels, recipe, total
+        device = x.device
+        self.params = list(net.parameters())
+        self.buffers = [torch.zeros_like(p) for p in self.params]  # 0 * momentum + g == SGD's first step
+        self.order = torch.zeros(len(x), dtype=torch.long, device=device)
+        self.offsets = torch.arange(recipe.batch_size, device=device)
+        self.k = torch.zeros((), dtype=torch.long, device=device)  # minibatch within the epoch
+        self.t = torch.zeros((), device=device)  # steps taken
+        self.losses = torch.zeros(-(-len(x) // recipe.batch_size), device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def new_epoch(self, order: torch.Tensor) -> None:
+        self.order.copy_(order)
+        self.k.zero_()
+
+    def __call__(self, k: int) -> None:
+        """Minibatch k of the epoch: a graph replay where one was captured and the minibatch is full."""
+        count = min(self.recipe.batch_size, len(self.x) - k * self.recipe.batch_size)
+        if self.graph is not None and count == self.recipe.batch_size:
+            self.graph.replay()
+        else:  # on the CPU, or a short last minibatch: a graph replays one shape only
+            self.step(count)
+
+    def step(self, count: int) -> None:
+        """Train on the next `count` images of `order`."""
+        idx = self.order.index_select(0, self.k * self.recipe.batch_size + self.offsets[:count])
+        loss = F.cross_entropy(self.net(self.x.index_select(0, idx)), self.labels.index_select(0, idx))
+        grads = torch.autograd.grad(loss, self.params)
+        with torch.no_grad():
+            torch._foreach_mul_(self.buffers, self.recipe.momentum)
+            torch._foreach_add_(self.buffers, grads)
+            lr = self.recipe.lr_at(self.t, self.total)
+            torch._foreach_sub_(self.params, torch._foreach_mul(self.buffers, lr))
+            self.losses.index_copy_(0, self.k.view(1), loss.detach().view(1))
+            self.k.add_(1)
+            self.t.add_(1)
+
+    def capture(self) -> None:
+        """Capture a full minibatch's step in a CUDA graph."""
+        saved = [p.detach().clone() for p in self.params]
+        # Warm up on a side stream, as the CUDA-graph docs ask; then undo the warm-up.
+        side = torch.cuda.Stream(self.x.device)
+        side.wait_stream(torch.cuda.current_stream(self.x.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.step(self.recipe.batch_size)
+        torch.cuda.current_stream(self.x.device).wait_stream(side)
+        with torch.no_grad():
+            for p, s in zip(self.params, saved, strict=True):
+                p.copy_(s)
+            for state in (*self.buffers, self.k, self.t):
+                state.zero_()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.step(self.recipe.batch_size)
 
 
 def train(
@@ -180,17 +229,21 @@ def train(
     rng: np.random.Generator | np.random.RandomState | None = None,
     log: Callable[[str], None] | None = print,
     on_epoch: Callable[[int, TrainResult], None] | None = None,
+    engine: str = "auto",
 ) -> TrainResult:
     """Train LeNet-5 with `recipe` for `epochs`: the package's fast path.
 
     The arithmetic is `backprop_deep`'s (same loss, optimiser and minibatches for the
-    same permutations), but the data sits on the device once and the losses stay there
-    until they are printed every 100 minibatches. On the CPU a LeNet trains with
-    `fast_cpu.FastLeNetStep` (which also sets glibc's malloc to keep freed memory,
-    process-wide); on CUDA each step is a CUDA graph replay. `seed` fixes the initial
-    weights and, unless `rng` is given, the shuffling. `on_epoch(epoch, result)` runs
-    after each epoch, outside the timing.
+    same permutations; the recipe's schedule aside), but the data sits on the device
+    once and the losses stay there until they are printed every 100 minibatches.
+    `engine` "fast_cpu" trains a LeNet on the CPU with `fast_cpu.FastLeNetStep` (and sets
+    glibc's malloc to keep freed memory, process-wide); "autograd" uses `_DeviceStep`,
+    captured in a CUDA graph on CUDA; "auto" picks fast_cpu for a LeNet on the CPU.
+    `seed` fixes the initial weights and, unless `rng` is given, the shuffling.
+    `on_epoch(epoch, result)` runs after each epoch, outside the timing.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     device = choose_device(device) if isinstance(device, str) else device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed) if rng is None else rng
@@ -199,29 +252,27 @@ def train(
     labels = ltrain.to(device)
     n, size = len(x), recipe.batch_size
     batches = -(-n // size)
-    if device.type == "cpu" and is_lenet(net):
-        tune_malloc()
-        phases = prepare_images(x)
-        fast = FastLeNetStep(net, recipe.lr, recipe.momentum)
-        step = full_step = lambda idx: fast(phases.index_select(0, idx), labels.index_select(0, idx))
+    total = epochs * batches
+    if engine == "auto":
+        engine = "fast_cpu" if device.type == "cpu" and is_lenet(net) else "autograd"
+
+    if engine == "fast_cpu":
+        steps: _FastCPUSteps | _DeviceSteps = _FastCPUSteps(net, x, labels, recipe, total)
     else:
-        optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum)
-        step = _eager_step(net, optimizer, x, labels)
-        full_step = _graphed_step(step, net, optimizer, size, device) if device.type == "cuda" else step
+        steps = _DeviceSteps(net, x, labels, recipe, total)
+        if device.type == "cuda":
+            steps.capture()
 
     result = TrainResult(net)
-    losses = torch.empty(batches, device=device)
     for epoch in range(1, epochs + 1):
         _sync(device)
         start = time.perf_counter()
-        order = torch.from_numpy(rng.permutation(n)).to(device)
+        steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
         block = 0
         for k in range(batches):
-            idx = order[k * size : (k + 1) * size]
-            # A short last minibatch runs eagerly: a graph replays one shape only.
-            losses[k] = (full_step if len(idx) == size else step)(idx)
+            steps(k)
             if k % LOG_EVERY == LOG_EVERY - 1:
-                recent = losses[block : k + 1].tolist()
+                recent = steps.losses[block : k + 1].tolist()
                 for offset, value in enumerate(recent):
                     _check_finite(value, epoch, block + offset + 1)
                 mean = sum(recent) / len(recent)
@@ -229,7 +280,7 @@ def train(
                 if log is not None:
                     log("[%d, %5d] loss: %.3f" % (epoch, k + 1, mean))
                 block = k + 1
-        for offset, value in enumerate(losses[block:batches].tolist()):
+        for offset, value in enumerate(steps.losses[block:batches].tolist()):
             _check_finite(value, epoch, block + offset + 1)
         _sync(device)
         result.epoch_seconds.append(time.perf_counter() - start)

@@ -77,19 +77,25 @@ def test_different_seeds_differ(subset) -> None:
 STEPS = 40
 
 
+@pytest.mark.parametrize("engine", ["auto", "autograd"])
 @pytest.mark.parametrize("recipe", ["assignment", "default"])
 def test_fast_path_trains_the_weights_the_printed_loop_trains(
-    subset, device: torch.device, recipe: str, capsys: pytest.CaptureFixture[str]
+    subset, device: torch.device, recipe: str, engine: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Same start, same permutation, same recipe: the same weights after STEPS minibatches."""
-    chosen = RECIPES[recipe]
+    """Same start, same permutation, same settings: the same weights after STEPS minibatches.
+    (The printed loop has no schedule, so the learning rate is held constant here.) On the
+    CPU, "auto" is the fast CPU step and "autograd" the step CUDA captures in a graph."""
+    chosen = dataclasses.replace(RECIPES[recipe], schedule="constant")
     x, labels = (t[: STEPS * chosen.batch_size].to(device) for t in subset)
     torch.manual_seed(0)
     start = chosen.make_net().to(device)
     plain, fast = copy.deepcopy(start), copy.deepcopy(start)
     np.random.seed(7)
     backprop_deep(x, labels, plain, T=1, B=chosen.batch_size, gamma=chosen.lr, rho=chosen.momentum)
-    result = train(x, labels, recipe=chosen, epochs=1, net=fast, rng=np.random.RandomState(7), device=device, log=None)
+    result = train(
+        x, labels, recipe=chosen, epochs=1, net=fast, rng=np.random.RandomState(7), device=device, log=None,
+        engine=engine,
+    )  # fmt: skip
     capsys.readouterr()
     for (name, got), want in zip(result.net.named_parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(
@@ -137,3 +143,28 @@ def test_fast_cpu_pooling_breaks_ties_like_max_pool2d() -> None:
         assert grad.view(2, 2).tolist() == x.grad.view(2, 2).tolist(), (
             f"window {window.tolist()}: gradient {grad.view(2, 2).tolist()}, max_pool2d's {x.grad.view(2, 2).tolist()}"
         )
+
+
+def test_linear_schedule_decays_from_lr_to_zero() -> None:
+    recipe = dataclasses.replace(RECIPES["default"], lr=0.05, schedule="linear")
+    rates = [recipe.lr_at(t, 10) for t in range(10)]
+    assert rates == pytest.approx([0.05 * (1 - t / 10) for t in range(10)]), f"linear schedule gives {rates}"
+    assert float(recipe.lr_at(torch.tensor(5.0), 10)) == pytest.approx(0.025), "a tensor step gives another rate"
+    constant = dataclasses.replace(recipe, schedule="constant")
+    assert [constant.lr_at(t, 10) for t in (0, 9)] == [0.05, 0.05], "a constant schedule changes the rate"
+
+
+def test_both_engines_follow_the_schedule_alike(subset) -> None:
+    """The fast CPU step and the graph-ready step agree under the default (linear) schedule."""
+    x, labels = (t[: STEPS * 100] for t in subset)
+    runs = {
+        engine: train(x, labels, epochs=1, seed=5, device="cpu", log=None, engine=engine)
+        for engine in ("fast_cpu", "autograd")
+    }
+    for (name, a), b in zip(runs["fast_cpu"].net.named_parameters(), runs["autograd"].net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_an_unknown_engine_is_refused(subset) -> None:
+    with pytest.raises(ValueError, match="engine must be one of"):
+        train(*subset, epochs=1, device="cpu", log=None, engine="turbo")

@@ -17,7 +17,7 @@ SEED = 0
 
 @pytest.mark.xdist_group(f"train-seed{SEED}")
 def test_ten_epochs_on_the_device(default_training, device: torch.device) -> None:
-    run = default_training(device, SEED)
+    run = default_training(device, SEED, epochs=10)
     devices = {p.device.type for p in run.net.parameters()}
     assert devices == {device.type}, f"the trained net's parameters are on {devices}, not {device.type}"
     steps = [(e, k) for e, k, _ in run.loss_log]

@@ -18,7 +18,7 @@ SEEDS = [pytest.param(seed, marks=pytest.mark.xdist_group(f"train-seed{seed}"), 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_default_recipe_reaches_98_percent_in_10_epochs(default_training, device: torch.device, seed: int) -> None:
-    accuracies = default_training(device, seed).accuracies
+    accuracies = default_training(device, seed, epochs=10).accuracies
     assert len(accuracies) == 10, f"{len(accuracies)} epochs evaluated, not 10"
     assert accuracies[-1] >= 98.0, f"seed {seed} on {device}: {accuracies[-1]:.2f}% after 10 epochs, promised 98%"
 
@@ -26,6 +26,6 @@ def test_default_recipe_reaches_98_percent_in_10_epochs(default_training, device
 @pytest.mark.cuda
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gpu_accuracy_matches_cpu(default_training, seed: int) -> None:
-    gpu = default_training(torch.device("cuda"), seed).accuracies[-1]
-    cpu = default_training(torch.device("cpu"), seed).accuracies[-1]
+    gpu = default_training(torch.device("cuda"), seed, epochs=10).accuracies[-1]
+    cpu = default_training(torch.device("cpu"), seed, epochs=10).accuracies[-1]
     assert abs(gpu - cpu) <= 0.5, f"seed {seed}: GPU {gpu:.2f}% against CPU {cpu:.2f}% after 10 epochs"

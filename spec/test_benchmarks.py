@@ -1,0 +1,179 @@
+"""Benchmarks (pytest-benchmark): loading, one training epoch, inference, time to 98%.
+
+They run apart from the test suite, never under xdist, and write a JSON report:
+
+    pytest spec --benchmark-only -p no:xdist --benchmark-json=bench.json
+
+The plain run (without --benchmark-only) skips them. To compare two runs, save them
+and compare: `--benchmark-autosave` (or `--benchmark-save=NAME`) stores a run under
+.benchmarks/, and `--benchmark-compare` (or `--benchmark-compare=0001`) sets the new
+run beside a stored one; `pytest-benchmark compare bench-a.json bench-b.json` compares
+two JSON reports. Each benchmark records in extra_info its device, the torch version
+and images per second (from the median round).
+
+On the CPU, train() calls mnist_lab.fast_cpu.tune_malloc(), which changes glibc's malloc
+process-wide and speeds up any loop, the plain one included. So the plain loop's epoch
+runs first, untuned, as a user's script runs it (its extra_info says whether malloc was
+already tuned), and again after tune_malloc(): the report shows the allocator's gain
+apart from the fast path's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import mnist_lab
+from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
+from mnist_lab.fast_cpu import tune_malloc
+
+TARGET = 98.0  # percent test accuracy
+MAX_EPOCHS = 3  # for the time to TARGET
+
+
+def malloc_tuned() -> bool:
+    return tune_malloc.cache_info().currsize > 0
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def record(benchmark: Any, device: torch.device, images: int, **extra: Any) -> None:
+    """extra_info common to every benchmark; images per second from the median round, unless given."""
+    median = benchmark.stats.stats.median if benchmark.stats else None
+    benchmark.extra_info.update(
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        images_per_second=images / median if median else None,
+    )
+    benchmark.extra_info.update(extra)
+
+
+def on_device(split: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x, labels = (t.to(device) for t in split)
+    sync(device)
+    return x, labels
+
+
+def fresh_net(device: torch.device, seed: int = 0) -> tuple[tuple[torch.nn.Module], dict[str, Any]]:
+    """pedantic's untimed setup: the assignment recipe's initial net, and the shuffling seeded."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return (RECIPES["assignment"].make_net().to(device),), {}
+
+
+def plain_epoch(device: torch.device, x: torch.Tensor, labels: torch.Tensor) -> Callable[[torch.nn.Module], None]:
+    recipe = RECIPES["assignment"]
+
+    def run(net: torch.nn.Module) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # its 6 printed lines
+            backprop_deep(x, labels, net, T=1, B=recipe.batch_size, gamma=recipe.lr, rho=recipe.momentum)
+        sync(device)
+
+    return run
+
+
+def bench_plain_epoch(benchmark: Any, device: torch.device, mnist: dict) -> None:
+    benchmark.group = f"epoch-assignment-{device.type}"
+    x, labels = on_device(mnist["training"], device)
+    tuned = malloc_tuned()
+    benchmark.pedantic(plain_epoch(device, x, labels), setup=lambda: fresh_net(device), rounds=3, warmup_rounds=1)
+    recipe = RECIPES["assignment"]
+    record(benchmark, device, len(x), recipe=recipe.name, batch_size=recipe.batch_size, malloc_tuned=tuned)
+
+
+# First in the file, before anything calls train() or tune_malloc(): the plain loop as a user runs it.
+def test_epoch_plain_loop(benchmark, device: torch.device, mnist) -> None:
+    bench_plain_epoch(benchmark, device, mnist)
+
+
+def test_epoch_plain_loop_malloc_tuned(benchmark, mnist) -> None:
+    """The plain loop with train()'s CPU allocator setting (which CUDA runs do not use)."""
+    tune_malloc()
+    bench_plain_epoch(benchmark, torch.device("cpu"), mnist)
+
+
+def test_epoch_fast_path(benchmark, device: torch.device, mnist) -> None:
+    benchmark.group = f"epoch-assignment-{device.type}"
+    x, labels = on_device(mnist["training"], device)
+    recipe = RECIPES["assignment"]
+    seconds: list[float] = []
+
+    def run() -> None:
+        result = train(x, labels, recipe=recipe, epochs=1, seed=0, device=device, log=None)
+        seconds.extend(result.epoch_seconds)  # train()'s own timing: without its set-up
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    record(
+        benchmark, device, len(x), recipe=recipe.name, batch_size=recipe.batch_size, malloc_tuned=malloc_tuned(),
+        train_epoch_seconds=seconds[1:],  # the warm-up round left out
+    )  # fmt: skip
+
+
+@pytest.mark.benchmark(group="load")
+def test_load_both_splits(benchmark) -> None:
+    splits = benchmark.pedantic(lambda: [load_tensors(s) for s in ("training", "testing")], rounds=3)
+    record(benchmark, torch.device("cpu"), sum(len(x) for x, _ in splits))
+
+
+@pytest.mark.benchmark(group="evaluate")
+def test_evaluate_test_set(benchmark, device: torch.device, mnist) -> None:
+    x, labels = on_device(mnist["testing"], device)
+    (net,), _ = fresh_net(device)
+
+    def run() -> float:
+        accuracy = evaluate(net, x, labels)
+        sync(device)
+        return accuracy
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    record(benchmark, device, len(x))
+
+
+class _Reached(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised from on_epoch to stop training once the target accuracy is reached."""
+
+
+@pytest.mark.benchmark(group="time-to-98")
+def test_time_to_98_percent(benchmark, device: torch.device, mnist) -> None:
+    """Training with RECIPES['default'] until the test accuracy, checked after each
+    epoch, is at least 98% (at most MAX_EPOCHS epochs). The benchmark's time includes
+    the evaluations; training_seconds_to_98 is train()'s epoch time alone."""
+    x, labels = on_device(mnist["training"], device)
+    xtest, ltest = on_device(mnist["testing"], device)
+    accuracies: list[float] = []
+    epoch_seconds: list[float] = []
+
+    def check(epoch: int, result: mnist_lab.TrainResult) -> None:
+        accuracies.append(evaluate(result.net, xtest, ltest))
+        epoch_seconds[:] = result.epoch_seconds
+        if accuracies[-1] >= TARGET:
+            raise _Reached
+
+    def run() -> None:
+        accuracies.clear()
+        with contextlib.suppress(_Reached):
+            train(x, labels, recipe=RECIPES["default"], epochs=MAX_EPOCHS, seed=0, device=device, log=None,
+                  on_epoch=check)  # fmt: skip
+
+    benchmark.pedantic(run, rounds=1)
+    reached = accuracies[-1] >= TARGET
+    training_seconds = sum(epoch_seconds)
+    record(
+        benchmark, device, 0,
+        recipe=RECIPES["default"].name,
+        images_per_second=len(epoch_seconds) * len(x) / training_seconds,  # training images
+        epochs=len(accuracies),
+        accuracies=accuracies,
+        training_seconds_to_98=training_seconds if reached else None,
+        accuracy_at_98=accuracies[-1] if reached else None,
+    )  # fmt: skip
