@@ -1,9 +1,10 @@
 """LeNet-5's SGD step on the CPU, with the arithmetic of autograd's but less work.
 
-What the plain loop spends its time on, measured here: a glibc heap that hands
-oneDNN's temporaries back to the OS every step and faults them in again (about 1000
-page faults a step), `max_pool2d_with_indices`, whose branchy kernel mispredicts on
-every window, and small convolutions. This step
+What the plain loop spends its time on, measured here: small convolutions,
+`max_pool2d_with_indices`, whose branchy kernel mispredicts on MNIST's windows, and, in
+some processes but not others, a glibc heap that hands oneDNN's temporaries back to the
+OS every step and faults them in again (900-1230 page faults a step when it happens).
+This step
 
 - keeps freed memory in the process (`tune_malloc`), so no step page-faults;
 - computes each convolution directly in the four phases of its 2x2 pooling window:

@@ -120,6 +120,7 @@ class TrainResult:
     net: LeNet
     loss_log: list[list[float]] = field(default_factory=list)  # [epoch, minibatch, mean loss]
     epoch_seconds: list[float] = field(default_factory=list)  # training only, no evaluation
+    seconds: float = 0.0  # training so far, as of the last printed loss or epoch end
 
 
 def _sync(device: torch.device) -> None:
@@ -229,6 +230,7 @@ def train(
     rng: np.random.Generator | np.random.RandomState | None = None,
     log: Callable[[str], None] | None = print,
     on_epoch: Callable[[int, TrainResult], None] | None = None,
+    on_log: Callable[[int, int, TrainResult], None] | None = None,
     engine: str = "auto",
 ) -> TrainResult:
     """Train LeNet-5 with `recipe` for `epochs`: the package's fast path.
@@ -240,7 +242,8 @@ def train(
     glibc's malloc to keep freed memory, process-wide); "autograd" uses `_DeviceStep`,
     captured in a CUDA graph on CUDA; "auto" picks fast_cpu for a LeNet on the CPU.
     `seed` fixes the initial weights and, unless `rng` is given, the shuffling.
-    `on_epoch(epoch, result)` runs after each epoch, outside the timing.
+    `on_epoch(epoch, result)` runs after each epoch and `on_log(epoch, minibatch, result)`
+    at each printed loss, both outside the timing.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -266,7 +269,7 @@ def train(
     result = TrainResult(net)
     for epoch in range(1, epochs + 1):
         _sync(device)
-        start = time.perf_counter()
+        start, paused = time.perf_counter(), 0.0
         steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
         block = 0
         for k in range(batches):
@@ -279,11 +282,17 @@ def train(
                 result.loss_log.append([epoch, k + 1, mean])
                 if log is not None:
                     log("[%d, %5d] loss: %.3f" % (epoch, k + 1, mean))
+                if on_log is not None:
+                    result.seconds = sum(result.epoch_seconds) + time.perf_counter() - start - paused
+                    pause = time.perf_counter()
+                    on_log(epoch, k + 1, result)
+                    paused += time.perf_counter() - pause
                 block = k + 1
         for offset, value in enumerate(steps.losses[block:batches].tolist()):
             _check_finite(value, epoch, block + offset + 1)
         _sync(device)
-        result.epoch_seconds.append(time.perf_counter() - start)
+        result.epoch_seconds.append(time.perf_counter() - start - paused)
+        result.seconds = sum(result.epoch_seconds)
         if on_epoch is not None:
             on_epoch(epoch, result)
     return result

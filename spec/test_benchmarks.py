@@ -36,7 +36,7 @@ from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
 from mnist_lab.fast_cpu import tune_malloc
 
 TARGET = 98.0  # percent test accuracy
-MAX_EPOCHS = 3  # for the time to TARGET
+PLANNED_EPOCHS = 2  # the run the time to TARGET is measured in
 
 
 def sync(device: torch.device) -> None:
@@ -144,35 +144,36 @@ class _Reached(Exception):  # noqa: N818 (a signal, not an error)
 
 @pytest.mark.benchmark(group="time-to-98")
 def test_time_to_98_percent(benchmark, device: torch.device, mnist) -> None:
-    """Training with RECIPES['default'] until the test accuracy, checked after each
-    epoch, is at least 98% (at most MAX_EPOCHS epochs). The benchmark's time includes
-    the evaluations; training_seconds_to_98 is train()'s epoch time alone. The recipe's
-    learning rate may follow a schedule over the whole run: the run is planned as MAX_EPOCHS."""
+    """Training with RECIPES['default'] until the test accuracy, checked every 10,000
+    training images (each printed loss), is at least 98%. The recipe's learning rate
+    decays over the planned run, planned here as PLANNED_EPOCHS. The benchmark's time
+    includes set-up and evaluations; training_seconds_to_98 is training alone."""
     x, labels = on_device(mnist["training"], device)
     xtest, ltest = on_device(mnist["testing"], device)
     accuracies: list[float] = []
-    epoch_seconds: list[float] = []
+    seconds: list[float] = []
 
-    def check(epoch: int, result: mnist_lab.TrainResult) -> None:
+    def check(epoch: int, minibatch: int, result: mnist_lab.TrainResult) -> None:
         accuracies.append(evaluate(result.net, xtest, ltest))
-        epoch_seconds[:] = result.epoch_seconds
+        seconds.append(result.seconds)
         if accuracies[-1] >= TARGET:
             raise _Reached
 
     def run() -> None:
         accuracies.clear()
+        seconds.clear()
         with contextlib.suppress(_Reached):
-            train(x, labels, recipe=RECIPES["default"], epochs=MAX_EPOCHS, seed=0, device=device, log=None,
-                  on_epoch=check)  # fmt: skip
+            train(x, labels, recipe=RECIPES["default"], epochs=PLANNED_EPOCHS, seed=0, device=device, log=None,
+                  on_log=check)  # fmt: skip
 
     benchmark.pedantic(run, rounds=1)
     reached = accuracies[-1] >= TARGET
-    training_seconds = sum(epoch_seconds)
+    training_seconds = seconds[-1]
     record(
         benchmark, device, 0,
         recipe=RECIPES["default"].name,
-        images_per_second=len(epoch_seconds) * len(x) / training_seconds,  # training images
-        epochs=len(accuracies),
+        images_per_second=len(accuracies) * 10_000 / training_seconds,  # training images
+        checks=len(accuracies),
         accuracies=accuracies,
         training_seconds_to_98=training_seconds if reached else None,
         accuracy_at_98=accuracies[-1] if reached else None,
