@@ -45,10 +45,17 @@ def evaluate(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: 
     return 100.0 * int(correct) / len(x)
 
 
-def _check_finite(loss: float, epoch: int, minibatch: int) -> None:
-    if not math.isfinite(loss):
+# Cross-entropy over 10 classes starts near ln 10 = 2.3; a minibatch's mean loss above
+# this means the weights have blown up (at --lr 100 it reached 5e32, then the net sat at
+# one class, 11%), and no run of this network comes back from there to anything useful.
+DIVERGED_LOSS = 1000.0
+
+
+def _check_loss(loss: float, epoch: int, minibatch: int) -> None:
+    if not math.isfinite(loss) or loss > DIVERGED_LOSS:
         raise TrainingDivergedError(
-            f"loss became {loss} at epoch {epoch}, minibatch {minibatch}: the learning rate is too high"
+            f"loss became {loss:.4g} at epoch {epoch}, minibatch {minibatch}: training diverged, "
+            "the learning rate is too high"
         )
 
 
@@ -56,7 +63,8 @@ def backprop_deep(xtrain, ltrain, net, T, B=100, gamma=0.001, rho=0.9):
     """The assignment's loop (Q29-Q30), as printed: SGD with momentum on the
     cross-entropy, reshuffled every epoch, the mean loss printed every 100
     minibatches as `[epoch, k] loss: x.xxx`. Returns those rows as
-    `[epoch, k, loss]`, and stops with `TrainingDivergedError` on a NaN loss."""
+    `[epoch, k, loss]`, and stops with `TrainingDivergedError` when the loss diverges
+    (NaN, infinite, or above DIVERGED_LOSS)."""
     N = xtrain.size()[0]
     NB = int((N + B - 1) / B)
     criterion = nn.CrossEntropyLoss()
@@ -75,7 +83,7 @@ def backprop_deep(xtrain, ltrain, net, T, B=100, gamma=0.001, rho=0.9):
             loss.backward()
             optimizer.step()
             value = loss.item()
-            _check_finite(value, epoch + 1, k + 1)
+            _check_loss(value, epoch + 1, k + 1)
             running_loss += value
             if k % LOG_EVERY == LOG_EVERY - 1:
                 print("[%d, %5d] loss: %.3f" % (epoch + 1, k + 1, running_loss / LOG_EVERY))
@@ -277,7 +285,7 @@ def train(
             if k % LOG_EVERY == LOG_EVERY - 1:
                 recent = steps.losses[block : k + 1].tolist()
                 for offset, value in enumerate(recent):
-                    _check_finite(value, epoch, block + offset + 1)
+                    _check_loss(value, epoch, block + offset + 1)
                 mean = sum(recent) / len(recent)
                 result.loss_log.append([epoch, k + 1, mean])
                 if log is not None:
@@ -289,7 +297,7 @@ def train(
                     paused += time.perf_counter() - pause
                 block = k + 1
         for offset, value in enumerate(steps.losses[block:batches].tolist()):
-            _check_finite(value, epoch, block + offset + 1)
+            _check_loss(value, epoch, block + offset + 1)
         _sync(device)
         result.epoch_seconds.append(time.perf_counter() - start - paused)
         result.seconds = sum(result.epoch_seconds)

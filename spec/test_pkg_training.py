@@ -23,11 +23,22 @@ def subset(mnist) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:20_000], labels[:20_000]
 
 
-def test_a_diverging_loss_stops_training_naming_epoch_and_minibatch(subset) -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_diverging_loss_stops_training_naming_epoch_and_minibatch(subset, seed: int) -> None:
+    """--lr 100: the loss blows up (to NaN, or to 1e32 and a net stuck on one class)."""
     x, labels = subset
     wild = dataclasses.replace(RECIPES["default"], lr=100.0)
-    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf) at epoch 1, minibatch \d+"):
-        train(x, labels, recipe=wild, epochs=8, seed=0, device="cpu", log=None)
+    with pytest.raises(TrainingDivergedError, match=r"loss became \S+ at epoch 1, minibatch \d+: training diverged"):
+        train(x, labels, recipe=wild, epochs=8, seed=seed, device="cpu", log=None)
+
+
+def test_a_large_but_sane_loss_is_not_divergence() -> None:
+    from mnist_lab.train import DIVERGED_LOSS, _check_loss
+
+    _check_loss(2.303, 1, 1)
+    _check_loss(DIVERGED_LOSS, 1, 1)
+    with pytest.raises(TrainingDivergedError, match="loss became 1001 at epoch 2, minibatch 7"):
+        _check_loss(1001.0, 2, 7)
 
 
 def poisoned(subset, at: int) -> tuple[torch.Tensor, torch.Tensor]:
