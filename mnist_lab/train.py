@@ -19,7 +19,7 @@ LOG_EVERY = 100  # minibatches between printed losses, as in the assignment
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """A minibatch loss became NaN, infinite or larger than DIVERGED_LOSS."""
 
 
 def choose_device(name: str = "auto") -> torch.device:
