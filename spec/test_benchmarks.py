@@ -139,7 +139,7 @@ def test_epoch_fast_path(benchmark, device: torch.device, mnist) -> None:
 
 
 class _Reached(Exception):  # noqa: N818 (a signal, not an error)
-    """Raised from on_epoch to stop training once the target accuracy is reached."""
+    """Raised from on_log to stop training once the target accuracy is reached."""
 
 
 @pytest.mark.benchmark(group="time-to-98")
