@@ -1,20 +1,22 @@
 """LeNet-5's SGD step on the CPU, with the arithmetic of autograd's but less work.
 
-What the plain loop spends its time on, measured here: small convolutions,
-`max_pool2d_with_indices`, whose branchy kernel mispredicts on MNIST's windows, and, in
-some processes but not others, a glibc heap that hands oneDNN's temporaries back to the
-OS every step and faults them in again (900-1230 page faults a step when it happens).
-This step
+What the plain loop spends its time on, measured here: small convolutions (oneDNN's
+backward kernels most), `max_pool2d_with_indices`, whose branchy kernel mispredicts on
+MNIST's windows, and, in some processes but not others, a glibc heap that hands oneDNN's
+temporaries back to the OS every step and faults them in again. This step
 
 - keeps freed memory in the process (`tune_malloc`), so no step page-faults;
-- computes each convolution directly in the four phases of its 2x2 pooling window:
-  one convolution over `pixel_unshuffle(x, 2)` with a zero-padded 3x3 kernel gathered
-  from the 5x5 one, after which max-pooling is an elementwise maximum of four
-  contiguous slices, branch-free, with max_pool2d's tie rule (first maximum in
-  row-major order; MNIST's flat background ties often);
+- computes each convolution's output in the four phases (u, v) of its 2x2 pooling window,
+  phase-major, so that max-pooling is an elementwise maximum of four contiguous slices,
+  branch-free, with max_pool2d's tie rule (first maximum in row-major order; MNIST's flat
+  background ties often). conv1 runs with stride 2 over the four (u, v)-shifted images,
+  which costs no more than the plain convolution; conv2 runs as it is and is permuted;
 - applies ReLU after pooling (relu(max(a)) == max(relu(a)), gradients included);
-- writes the backward pass out by hand, with no autograd graph, and updates the
-  parameters with foreach SGD (torch.optim.SGD's formula, dampening 0).
+- writes the backward pass out by hand, with no autograd graph: conv2's input and weight
+  gradients as forward convolutions, which oneDNN runs about 1.3x faster than its
+  backward kernels at these sizes, and the loss's gradient with autograd's own kernels;
+- updates all parameters at once with SGD's formula (dampening 0) on one flat buffer,
+  which the net's parameters are views of.
 
 Losses and weights match autograd's to float rounding (spec/test_pkg_training.py).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,93 +51,94 @@ def is_lenet(net: nn.Module) -> bool:
     return [tuple(p.shape) for p in net.parameters()] == LENET_SHAPES
 
 
-def prepare_images(x: torch.Tensor) -> torch.Tensor:
-    """(N, 1, 28, 28) -> (N, 4, 14, 14), channel 2s + t holding x[:, 0, s::2, t::2]: once per dataset."""
-    return F.pixel_unshuffle(x, 2).contiguous()
+def shifted_images(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 28, 28) -> (4N, 1, 27, 27): the images cropped at offset (u, v), phase-major
+    (row (2u + v) N + n). conv1 with stride 2 over these is conv1's output at rows 2i + u
+    and columns 2j + v: the four phases of its pooling windows."""
+    n = x.shape[0]
+    x = x.contiguous()
+    shifted = x.as_strided((2, 2, n, 27, 27), (28, 1, 784, 28, 1), x.storage_offset())
+    return shifted.reshape(4 * n, 1, 27, 27)
 
 
-def _phase_index(cout: int, cin: int, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """A kxk convolution followed by 2x2 pooling is one convolution over pixel_unshuffle(input)
-    that yields the 4 window phases (u, v) as 4*cout channels, with a (4 cout, 4 cin, 3, 3) kernel W'.
-
-    Returns G, the gather index building W'.flatten() from [W.flatten(), 0], and S, a
-    (4, W.numel()) index such that grad W = grad W'.flatten()[S].sum(0).
-    """
-    ka = (k + 2) // 2
-    n = cout * cin * k * k
-    gather = torch.full((4 * cout, 4 * cin, ka, ka), n, dtype=torch.long)
-    scatter = torch.empty(4, n, dtype=torch.long)
-    for u in range(2):
-        for v in range(2):
-            for o in range(cout):
-                for i in range(cin):
-                    for p in range(k):
-                        for q in range(k):
-                            s, a = (p + u) % 2, (p + u) // 2
-                            t, b = (q + v) % 2, (q + v) // 2
-                            oo, ii = (u * 2 + v) * cout + o, i * 4 + s * 2 + t
-                            w = ((o * cin + i) * k + p) * k + q
-                            gather[oo, ii, a, b] = w
-                            scatter[u * 2 + v, w] = ((oo * 4 * cin + ii) * ka + a) * ka + b
-    return gather.flatten(), scatter
+def to_phases(c: torch.Tensor) -> torch.Tensor:
+    """(N, C, 2h, 2w) -> (4, N, C, h, w), phase 2u + v holding c[..., u::2, v::2]."""
+    n, channels, h, w = c.shape[0], c.shape[1], c.shape[2] // 2, c.shape[3] // 2
+    return c.view(n, channels, h, 2, w, 2).permute(3, 5, 0, 1, 2, 4).reshape(4, n, channels, h, w)
 
 
-def _pool_forward(phases: torch.Tensor, channels: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Max over the 4 phases (N, 4C, h, w) -> (N, C, h, w), and the differences that
-    encode which phase won, first maximum first, as max_pool2d picks it."""
-    n, _, h, w = phases.shape
-    a, b, c, d = phases.view(n, 4, channels, h, w).unbind(1)
+def from_phases(p: torch.Tensor) -> torch.Tensor:
+    """The inverse of `to_phases`, as four strided copies: a single permuted copy, whose
+    innermost loop would read 2 elements apart from 4 places, takes twice as long."""
+    _, n, channels, h, w = p.shape
+    out = torch.empty(n, channels, 2 * h, 2 * w)
+    windows = out.view(n, channels, h, 2, w, 2)
+    for phase, u, v in ((0, 0, 0), (1, 0, 1), (2, 1, 0), (3, 1, 1)):
+        windows[:, :, :, u, :, v].copy_(p[phase])
+    return out
+
+
+def _pool_forward(phases: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Max over the 4 phases (4, ...) -> (...), and the differences that encode which
+    phase won, first maximum first, as max_pool2d picks it."""
+    a, b, c, d = phases.unbind(0)
     top, bottom = torch.maximum(a, b), torch.maximum(c, d)
     # x - y > 0 iff x > y for finite floats; a tie (0) goes to the first.
     return torch.maximum(top, bottom), (torch.sub(b, a), torch.sub(d, c), torch.sub(bottom, top))
 
 
-def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-    """Route the pooled gradient (N, C, h, w) to the winning phase of `out` (N, 4C, h, w).
+def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: Sequence[torch.Tensor]) -> None:
+    """Route the pooled gradient (...) to the winning phase, writing the four phases' gradients
+    into `out` (four tensors shaped like `grad`: slices of one, or strided views).
     threshold_backward(g, m, 0) is a vectorised where(m > 0, g, 0)."""
     right_b, right_d, bottom = wins
-    n, c, h, w = grad.shape
-    o = out.view(n, 4, c, h, w)
+    out_a, out_b, out_c, out_d = out
     g_bottom = aten.threshold_backward(grad, bottom, 0)
     g_top = torch.sub(grad, g_bottom)
-    aten.threshold_backward.grad_input(g_top, right_b, 0, grad_input=o[:, 1])
-    torch.sub(g_top, o[:, 1], out=o[:, 0])
-    aten.threshold_backward.grad_input(g_bottom, right_d, 0, grad_input=o[:, 3])
-    torch.sub(g_bottom, o[:, 3], out=o[:, 2])
-    return out
+    aten.threshold_backward.grad_input(g_top, right_b, 0, grad_input=out_b)
+    torch.sub(g_top, out_b, out=out_a)
+    aten.threshold_backward.grad_input(g_bottom, right_d, 0, grad_input=out_d)
+    torch.sub(g_bottom, out_d, out=out_c)
 
 
 class FastLeNetStep:
-    """SGD steps of a LeNet (Q26's parameters) on phase-prepared images; updates the net in place."""
+    """SGD steps of a LeNet (Q26's parameters); updates the net in place.
+
+    The net's parameters become views of one flat buffer (their values unchanged), so that
+    the update is three operations for the whole net."""
 
     def __init__(self, net: nn.Module, lr: float, momentum: float) -> None:
         if not is_lenet(net):
             raise ValueError("FastLeNetStep takes a LeNet with Q26's layers")
-        self.params = [p.detach() for p in net.parameters()]  # share storage with the net
+        parameters = list(net.parameters())
+        self.flat = torch.cat([p.detach().reshape(-1) for p in parameters])
+        self.grad = torch.empty_like(self.flat)
+        self.params: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        offset = 0
+        for p in parameters:
+            p.data = self.flat[offset : offset + p.numel()].view_as(p)  # the net trains in the flat buffer
+            self.params.append(p.data)
+            self.grads.append(self.grad[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
         self.lr, self.momentum = lr, momentum
         # torch.optim.SGD's first step sets buf = g; 0 * momentum + g is the same.
-        self.buffers = [torch.zeros_like(p) for p in self.params]
-        self.gather1, self.scatter1 = _phase_index(6, 1)
-        self.gather2, self.scatter2 = _phase_index(16, 6)
-        self.padded1 = torch.zeros(6 * 25 + 1)
-        self.padded2 = torch.zeros(16 * 6 * 25 + 1)
+        self.buffer = torch.zeros_like(self.flat)
+        self.one = torch.ones(())
+        self.count = torch.tensor(0.0)  # the minibatch size, as nll_loss_backward takes it
 
     @torch.no_grad()
-    def __call__(self, xu: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One step on the minibatch `xu` (from `prepare_images`); returns its mean loss."""
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One step on the minibatch `x` (N, 1, 28, 28); returns its mean loss."""
         w1, b1, w2, b2, f1, fb1, f2, fb2, f3, fb3 = self.params
-        n = xu.shape[0]
-        self.padded1[:-1].copy_(w1.view(-1))
-        w1p = self.padded1[self.gather1].view(24, 4, 3, 3)
-        self.padded2[:-1].copy_(w2.view(-1))
-        w2p = self.padded2[self.gather2].view(64, 24, 3, 3)
+        n = x.shape[0]
 
-        c1 = F.conv2d(xu, w1p, b1.repeat(4))  # (N, 24, 12, 12): conv1 in its 4 pooling phases
-        m1, wins1 = _pool_forward(c1, 6)
+        xs = shifted_images(x)
+        c1 = F.conv2d(xs, w1, b1, stride=2).view(4, n, 6, 12, 12)  # conv1 in its 4 pooling phases
+        m1, wins1 = _pool_forward(c1)
         p1 = torch.relu(m1)  # (N, 6, 12, 12)
-        p1u = F.pixel_unshuffle(p1, 2)  # (N, 24, 6, 6)
-        c2 = F.conv2d(p1u, w2p, b2.repeat(4))  # (N, 64, 4, 4): conv2 in its 4 pooling phases
-        m2, wins2 = _pool_forward(c2, 16)
+        c2 = to_phases(F.conv2d(p1, w2, b2))  # (4, N, 16, 4, 4)
+        m2, wins2 = _pool_forward(c2)
         p2 = torch.relu(m2)
         h = p2.view(n, 256)
         z1 = torch.relu(torch.addmm(fb1, h, f1.t()))
@@ -142,30 +146,37 @@ class FastLeNetStep:
         log_probs = torch.log_softmax(torch.addmm(fb3, z2, f3.t()), 1)
         loss = F.nll_loss(log_probs, labels)
 
-        g_out = torch.exp(log_probs)  # d loss / d logits = (softmax - onehot) / N
-        g_out[torch.arange(n), labels] -= 1
-        g_out.div_(n)
-        g_f3, g_fb3, g_z2 = g_out.t().mm(z2), g_out.sum(0), g_out.mm(f3)
-        g_a2 = aten.threshold_backward(g_z2, z2, 0)
-        g_f2, g_fb2, g_z1 = g_a2.t().mm(z1), g_a2.sum(0), g_a2.mm(f2)
-        g_a1 = aten.threshold_backward(g_z1, z1, 0)
-        g_f1, g_fb1, g_h = g_a1.t().mm(h), g_a1.sum(0), g_a1.mm(f1)
-        g_m2 = aten.threshold_backward(g_h.view(n, 16, 4, 4), p2, 0)
-        g_c2 = _pool_backward(g_m2, wins2, torch.empty_like(c2))
-        g_p1u, g_w2p, g_b2p = aten.convolution_backward(
-            g_c2, p1u, w2p, [64], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, True]
+        # d loss / d logits, by the kernels autograd runs for cross_entropy's backward
+        g_log_probs = aten.nll_loss_backward(self.one, log_probs, labels, None, 1, -100, self.count.fill_(n))
+        g_out = aten._log_softmax_backward_data(g_log_probs, log_probs, 1, torch.float32)
+        g_w1, g_b1, g_w2, g_b2, g_f1, g_fb1, g_f2, g_fb2, g_f3, g_fb3 = self.grads
+        torch.mm(g_out.t(), z2, out=g_f3)
+        torch.sum(g_out, 0, out=g_fb3)
+        g_a2 = aten.threshold_backward(g_out.mm(f3), z2, 0)
+        torch.mm(g_a2.t(), z1, out=g_f2)
+        torch.sum(g_a2, 0, out=g_fb2)
+        g_a1 = aten.threshold_backward(g_a2.mm(f2), z1, 0)
+        torch.mm(g_a1.t(), h, out=g_f1)
+        torch.sum(g_a1, 0, out=g_fb1)
+        g_m2 = aten.threshold_backward(g_a1.mm(f1).view(n, 16, 4, 4), p2, 0)
+        g_c2p = torch.empty_like(c2)
+        _pool_backward(g_m2, wins2, g_c2p.unbind(0))
+        g_c2 = from_phases(g_c2p)  # (N, 16, 8, 8)
+        # conv2's gradients as forward convolutions: input, by the flipped kernel over the
+        # zero-padded gradient; weight, with the batch as the channels being summed over.
+        g_p1 = F.conv2d(g_c2, w2.flip(2, 3).transpose(0, 1), padding=4)
+        g_w2.copy_(F.conv2d(p1.transpose(0, 1), g_c2.transpose(0, 1)).transpose(0, 1))
+        torch.sum(g_c2, (0, 2, 3), out=g_b2)
+        g_m1 = aten.threshold_backward(g_p1, p1, 0)
+        g_c1 = torch.empty(4 * n, 6, 12, 12)
+        _pool_backward(g_m1, wins1, g_c1.view(4, n, 6, 12, 12).unbind(0))
+        _, g_w1_, g_b1_ = aten.convolution_backward(
+            g_c1, xs, w1, [6], [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True]
         )
-        g_m1 = aten.threshold_backward(F.pixel_shuffle(g_p1u, 2), p1, 0)
-        g_c1 = _pool_backward(g_m1, wins1, torch.empty_like(c1))
-        _, g_w1p, g_b1p = aten.convolution_backward(
-            g_c1, xu, w1p, [24], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True]
-        )
-        g_w1 = g_w1p.view(-1)[self.scatter1].sum(0).view(6, 1, 5, 5)
-        g_w2 = g_w2p.view(-1)[self.scatter2].sum(0).view(16, 6, 5, 5)
-        grads = [g_w1, g_b1p.view(4, 6).sum(0), g_w2, g_b2p.view(4, 16).sum(0), g_f1, g_fb1, g_f2, g_fb2, g_f3, g_fb3]
+        g_w1.copy_(g_w1_)
+        g_b1.copy_(g_b1_)
 
         # torch.optim.SGD with momentum: buf = momentum * buf + g; p -= lr * buf
-        torch._foreach_mul_(self.buffers, self.momentum)
-        torch._foreach_add_(self.buffers, grads)
-        torch._foreach_add_(self.params, self.buffers, alpha=-self.lr)
+        self.buffer.mul_(self.momentum).add_(self.grad)
+        self.flat.add_(self.buffer, alpha=-self.lr)
         return loss

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import mnist_lab
 from mnist_lab import RECIPES, TrainingDivergedError, backprop_deep, train
-from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward, prepare_images
+from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,6 @@ def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str) -
     fast = copy.deepcopy(plain)
     optimizer = torch.optim.SGD(plain.parameters(), lr=chosen.lr, momentum=chosen.momentum)
     step = FastLeNetStep(fast, lr=chosen.lr, momentum=chosen.momentum)
-    phases = prepare_images(x)
     order = torch.from_numpy(np.random.RandomState(0).permutation(len(x)))
     expected, got = [], []
     for k in range(STEPS[recipe]):
@@ -135,7 +134,7 @@ def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str) -
         loss.backward()
         optimizer.step()
         expected.append(loss.item())
-        got.append(step(phases[idx], labels[idx]).item())
+        got.append(step(x[idx], labels[idx]).item())
     torch.testing.assert_close(
         torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-6,
         msg=lambda m: f"FastLeNetStep's losses differ from autograd's: {m}",
@@ -144,15 +143,34 @@ def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str) -
         torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
+def test_fast_cpu_step_trains_the_nets_own_parameters_in_one_buffer(subset) -> None:
+    """The step keeps the net's Parameter objects and values, but lays them in one flat buffer:
+    each is a view of it, and a step changes the net itself."""
+    x, labels = subset
+    net = RECIPES["assignment"].make_net()
+    before = {name: (p, p.detach().clone()) for name, p in net.named_parameters()}
+    step = FastLeNetStep(net, lr=0.001, momentum=0.9)
+    buffer = step.flat.untyped_storage().data_ptr()
+    for name, p in net.named_parameters():
+        param, value = before[name]
+        assert p is param, f"{name} is a new Parameter object; optimisers holding the old one would be lost"
+        assert p.untyped_storage().data_ptr() == buffer, f"{name} is not a view of the step's flat buffer"
+        torch.testing.assert_close(p.detach(), value, rtol=0, atol=0, msg=lambda m, name=name: f"{name}: {m}")
+    step(x[:100], labels[:100])
+    moved = [name for name, p in net.named_parameters() if not torch.equal(p.detach(), before[name][1])]
+    assert len(moved) == len(before), f"a step left some of the net's parameters unchanged: only {moved} moved"
+
+
 def test_fast_cpu_pooling_breaks_ties_like_max_pool2d() -> None:
     """MNIST's flat background ties often: the gradient must go where max_pool2d sends it."""
     values = torch.tensor([[1.0, 1.0], [1.0, 1.0]]), torch.tensor([[0.0, 2.0], [2.0, 2.0]])
     for window in values:
         x = window.view(1, 1, 2, 2).requires_grad_()
         F.max_pool2d(x, 2).sum().backward()
-        phases = window.reshape(1, 4, 1, 1)  # phase (u, v) = window[u, v]
-        pooled, wins = _pool_forward(phases, 1)
-        grad = _pool_backward(torch.ones(1, 1, 1, 1), wins, torch.empty(1, 4, 1, 1))
+        phases = window.reshape(4, 1)  # phase 2u + v = window[u, v]
+        pooled, wins = _pool_forward(phases)
+        grad = torch.empty(4, 1)
+        _pool_backward(torch.ones(1), wins, grad.unbind(0))
         assert pooled.item() == window.max().item(), f"pooled {pooled.item()} for window {window.tolist()}"
         assert grad.view(2, 2).tolist() == x.grad.view(2, 2).tolist(), (
             f"window {window.tolist()}: gradient {grad.view(2, 2).tolist()}, max_pool2d's {x.grad.view(2, 2).tolist()}"
