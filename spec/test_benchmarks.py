@@ -17,6 +17,13 @@ runs before anything trains, untuned, as a user's script runs it, and again afte
 tune_malloc(): the report shows the allocator's gain apart from the fast path's own.
 Each benchmark's extra_info says whether malloc was tuned by then, and the load average
 (other processes on the cores slow torch's threads down a great deal).
+
+The speed of a small shared machine drifts: on the 2-core CI machine, stretches of
+seconds come where the second core adds almost nothing, and an epoch of either loop
+takes 1.3-1.5 times longer. Groups timed a minute apart can fall on different sides of
+that, so the fast path's benchmark also runs a plain-loop epoch just before each of its
+rounds (untimed, in pedantic's setup) and records each pair's ratio, `speedup_per_round`,
+and their median, `speedup_median`: the side-by-side figure.
 """
 
 from __future__ import annotations
