@@ -95,7 +95,7 @@ def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: Sequ
     threshold_backward(g, m, 0) is a vectorised where(m > 0, g, 0)."""
     right_b, right_d, bottom = wins
     out_a, out_b, out_c, out_d = out
-    g_bottom = aten.threshold_backward(grad, bottom, 0)
+    g_bottom = aten.threshold_backward.default(grad, bottom, 0)
     g_top = torch.sub(grad, g_bottom)
     aten.threshold_backward.grad_input(g_top, right_b, 0, grad_input=out_b)
     torch.sub(g_top, out_b, out=out_a)
@@ -127,7 +127,6 @@ class FastLeNetStep:
         # torch.optim.SGD's first step sets buf = g; 0 * momentum + g is the same.
         self.buffer = torch.zeros_like(self.flat)
         self.one = torch.ones(())
-        self.count = torch.tensor(0.0)  # the minibatch size, as nll_loss_backward takes it
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -146,37 +145,37 @@ class FastLeNetStep:
         z1 = torch.relu(torch.addmm(fb1, h, f1.t()))
         z2 = torch.relu(torch.addmm(fb2, z1, f2.t()))
         log_probs = torch.log_softmax(torch.addmm(fb3, z2, f3.t()), 1)
-        loss = F.nll_loss(log_probs, labels)
+        loss, total_weight = aten.nll_loss_forward.default(log_probs, labels, None, 1, -100)  # reduction: mean
 
         # d loss / d logits, by the kernels autograd runs for cross_entropy's backward
-        g_log_probs = aten.nll_loss_backward(self.one, log_probs, labels, None, 1, -100, self.count.fill_(n))
-        g_out = aten._log_softmax_backward_data(g_log_probs, log_probs, 1, torch.float32)
+        g_log_probs = aten.nll_loss_backward.default(self.one, log_probs, labels, None, 1, -100, total_weight)
+        g_out = aten._log_softmax_backward_data.default(g_log_probs, log_probs, 1, torch.float32)
         g_w1, g_b1, g_w2, g_b2, g_f1, g_fb1, g_f2, g_fb2, g_f3, g_fb3 = self.grads
         torch.mm(g_out.t(), z2, out=g_f3)
         torch.sum(g_out, 0, out=g_fb3)
-        g_a2 = aten.threshold_backward(g_out.mm(f3), z2, 0)
+        g_a2 = aten.threshold_backward.default(g_out.mm(f3), z2, 0)
         torch.mm(g_a2.t(), z1, out=g_f2)
         torch.sum(g_a2, 0, out=g_fb2)
-        g_a1 = aten.threshold_backward(g_a2.mm(f2), z1, 0)
+        g_a1 = aten.threshold_backward.default(g_a2.mm(f2), z1, 0)
         torch.mm(g_a1.t(), h, out=g_f1)
         torch.sum(g_a1, 0, out=g_fb1)
-        g_m2 = aten.threshold_backward(g_a1.mm(f1).view(n, 16, 4, 4), p2, 0)
+        g_m2 = aten.threshold_backward.default(g_a1.mm(f1).view(n, 16, 4, 4), p2, 0)
         g_c2p = torch.empty_like(c2)
         _pool_backward(g_m2, wins2, g_c2p.unbind(0))
         g_c2 = from_phases(g_c2p)  # (N, 16, 8, 8)
         # conv2's input gradient as a forward convolution, by the flipped kernel over the
         # zero-padded gradient; its weight gradient by oneDNN's kernel on channels-last copies.
         g_p1 = F.conv2d(g_c2, w2.flip(2, 3).transpose(0, 1), padding=4)
-        _, g_w2_, g_b2_ = aten.convolution_backward(
+        _, g_w2_, g_b2_ = aten.convolution_backward.default(
             g_c2.contiguous(memory_format=CHANNELS_LAST), p1.contiguous(memory_format=CHANNELS_LAST), w2, [16],
             [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True],
         )  # fmt: skip
         g_w2.copy_(g_w2_)
         g_b2.copy_(g_b2_)
-        g_m1 = aten.threshold_backward(g_p1, p1, 0)
+        g_m1 = aten.threshold_backward.default(g_p1, p1, 0)
         g_c1 = torch.empty(4 * n, 6, 12, 12)
         _pool_backward(g_m1, wins1, g_c1.view(4, n, 6, 12, 12).unbind(0))
-        _, g_w1_, g_b1_ = aten.convolution_backward(
+        _, g_w1_, g_b1_ = aten.convolution_backward.default(
             g_c1, xs, w1, [6], [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True]
         )
         g_w1.copy_(g_w1_)
