@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,18 +88,18 @@ def _pool_forward(phases: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tenso
     return torch.maximum(top, bottom), (torch.sub(b, a), torch.sub(d, c), torch.sub(bottom, top))
 
 
-def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: Sequence[torch.Tensor]) -> None:
-    """Route the pooled gradient (...) to the winning phase, writing the four phases' gradients
-    into `out` (four tensors shaped like `grad`: slices of one, or strided views).
+def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+    """Route the pooled gradient (...) to the winning phase of `out` (4, ...), which it fills.
     threshold_backward(g, m, 0) is a vectorised where(m > 0, g, 0)."""
     right_b, right_d, bottom = wins
-    out_a, out_b, out_c, out_d = out
+    out_a, out_b, out_c, out_d = out.unbind(0)
     g_bottom = aten.threshold_backward.default(grad, bottom, 0)
     g_top = torch.sub(grad, g_bottom)
     aten.threshold_backward.grad_input(g_top, right_b, 0, grad_input=out_b)
     torch.sub(g_top, out_b, out=out_a)
     aten.threshold_backward.grad_input(g_bottom, right_d, 0, grad_input=out_d)
     torch.sub(g_bottom, out_d, out=out_c)
+    return out
 
 
 class FastLeNetStep:
@@ -160,9 +159,7 @@ class FastLeNetStep:
         torch.mm(g_a1.t(), h, out=g_f1)
         torch.sum(g_a1, 0, out=g_fb1)
         g_m2 = aten.threshold_backward.default(g_a1.mm(f1).view(n, 16, 4, 4), p2, 0)
-        g_c2p = torch.empty_like(c2)
-        _pool_backward(g_m2, wins2, g_c2p.unbind(0))
-        g_c2 = from_phases(g_c2p)  # (N, 16, 8, 8)
+        g_c2 = from_phases(_pool_backward(g_m2, wins2, torch.empty_like(c2)))  # (N, 16, 8, 8)
         # conv2's input gradient as a forward convolution, by the flipped kernel over the
         # zero-padded gradient; its weight gradient by oneDNN's kernel on channels-last copies.
         g_p1 = F.conv2d(g_c2, w2.flip(2, 3).transpose(0, 1), padding=4)
@@ -173,8 +170,7 @@ class FastLeNetStep:
         g_w2.copy_(g_w2_)
         g_b2.copy_(g_b2_)
         g_m1 = aten.threshold_backward.default(g_p1, p1, 0)
-        g_c1 = torch.empty(4 * n, 6, 12, 12)
-        _pool_backward(g_m1, wins1, g_c1.view(4, n, 6, 12, 12).unbind(0))
+        g_c1 = _pool_backward(g_m1, wins1, torch.empty_like(c1)).view(4 * n, 6, 12, 12)
         _, g_w1_, g_b1_ = aten.convolution_backward.default(
             g_c1, xs, w1, [6], [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True]
         )
