@@ -1,9 +1,14 @@
-"""Project-wide pytest set-up: the implementation under test, devices, markers, RNG hygiene.
+"""Project-wide pytest set-up: the implementation under test, grading, devices, seeds, shared data.
 
-- `--impl MODULE` (or $MNIST_LAB_IMPL) picks the implementation the spec tests; mnist_lab by default.
+- `--impl` (or $MNIST_LAB_IMPL) picks the implementation: a notebook, a script or a module (mnist_lab by
+  default). On anything but mnist_lab only the questions run (the package's own tests are deselected),
+  in a temporary working folder, and the run ends with a table of the questions' verdicts.
+- `--grade-report PATH` writes that table as PATH.json and PATH.md (spec/grading.py).
+- `--train-seed S` seeds the training runs of Q29-Q33 (0 by default; the bounds hold for every seed).
+- Every test starts from generators seeded by its own id, so its draws, and its verdict, are the
+  same on every run, under xdist too; hypothesis is derandomised.
 - Tests marked `cuda` are skipped with the reason "CUDA not available" where there is no GPU; under
   xdist they all go to one worker, so `pytest -n auto` does not crowd a single GPU.
-- Each test gets back the RNG state it started with, so no test's draws depend on another's.
 - Benchmarks run only with `--benchmark-only`: the test suite stays fast and xdist-safe.
 """
 
@@ -13,39 +18,63 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from spec.impl import IMPL_ENV, implementation_name, load_implementation
+from spec import cells
+from spec.contract import question_of
+from spec.grading import GradeReport
+from spec.impl import IMPL_ENV, grading, implementation_name, is_file, load_implementation, student_location
 
 CUDA = torch.cuda.is_available()
+TRAINING_TIMEOUT = 1800  # seconds for a `training` test: 10 epochs of a plain loop on a slow 2-core CPU
 _HYPOTHESIS_DIR = pytest.StashKey[str]()
+
+# Derandomised: the same examples every run. One failure reported, so that its first line says what is wrong.
+settings.register_profile("spec", derandomize=True, database=None, report_multiple_bugs=False)
+settings.load_profile("spec")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
+    group = parser.getgroup("mnist-lab")
+    group.addoption(
         "--impl",
         default=None,
-        help=f"module implementing the assignment (default: ${IMPL_ENV}, else mnist_lab)",
+        help=f"the implementation to grade: a notebook, a script or a module (default: ${IMPL_ENV}, else mnist_lab)",
     )
+    group.addoption("--grade-report", metavar="PATH", help="write each question's verdict to PATH.json and PATH.md")
+    group.addoption("--train-seed", type=int, default=0, help="seed of the training runs of Q29-Q33 (default 0)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--impl"):
-        os.environ[IMPL_ENV] = config.getoption("--impl")
-    try:
-        load_implementation()
-    except ImportError as err:
-        raise pytest.UsageError(f"cannot import the implementation {implementation_name()!r}: {err}") from None
+    name = config.getoption("--impl")
+    if name:
+        if is_file(name):
+            path = Path(config.invocation_params.dir, name).resolve()
+            if not path.is_file():
+                raise pytest.UsageError(f"--impl {name}: no such file")
+            name = str(path)
+        os.environ[IMPL_ENV] = name
+    if not is_file(implementation_name()):
+        try:
+            load_implementation()
+        except ImportError as err:
+            raise pytest.UsageError(f"cannot import the implementation {implementation_name()!r}: {err}") from None
+    if grading() or config.getoption("--grade-report"):
+        config.pluginmanager.register(GradeReport(config), "mnist-lab-grade-report")
     # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
     config.stash[_HYPOTHESIS_DIR] = tempfile.mkdtemp(prefix="mnist-lab-hypothesis-")
     set_hypothesis_home_dir(config.stash[_HYPOTHESIS_DIR])
     # One GPU, many workers: `-n` alone means --dist load; make it loadgroup, so that the GPU
-    # tests share one worker and each training seed's tests share one (the xdist_group marks).
+    # tests share one worker and so do the tests that share a training run (the xdist_group marks).
     # The controller schedules by `dist`; each worker decides by `loadgroup` whether to tag
     # its test ids with their group, so both are set.
     if getattr(config.option, "dist", "no") == "load":
@@ -65,16 +94,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     gpu = f"yes ({torch.cuda.get_device_name(0)})" if CUDA else "no"
-    return [
+    lines = [
         f"torch {torch.__version__}, numpy {np.__version__}, CUDA available: {gpu}",
         f"implementation under test: {implementation_name()}",
     ]
+    if grading():
+        lines.append("grading: only the questions run; the package's own tests are deselected")
+    return lines
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if grading():
+        others = [item for item in items if question_of(item.path.name) is None]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = [item for item in items if question_of(item.path.name) is not None]
     benchmarking = config.getoption("benchmark_only", default=False)
     for item in items:
+        if "training" in item.keywords:
+            item.add_marker(pytest.mark.timeout(TRAINING_TIMEOUT))
         if "cuda" in item.keywords:
             item.add_marker(pytest.mark.xdist_group("cuda"), append=False)  # first: it wins over others
             if not CUDA:
@@ -83,14 +122,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="a benchmark: run with --benchmark-only"))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Name the place in the student's code where a failure happened; say when it was skipped code."""
+    outcome = yield
+    if call.excinfo is None or not is_file(implementation_name()):
+        return
+    report = outcome.get_result()
+    where = student_location(call.excinfo.tb)
+    if where:
+        report.user_properties.append(("student_code", where))
+    error = call.excinfo.value
+    notebook = load_implementation().notebook
+    if isinstance(error, NameError) and notebook is not None and getattr(error, "name", None):
+        skipped = notebook.skipped_binding(error.name)
+        if skipped is not None:
+            report.user_properties.append(
+                (
+                    "note",
+                    f"`{error.name}` is bound only by {skipped.where} (`{skipped.code}`), skipped: {skipped.reason}",
+                )
+            )
+
+
 @pytest.fixture(autouse=True)
-def _isolated_rng():
-    """Hand each test the RNG state it found and restore it afterwards."""
+def _seeded_rng(request: pytest.FixtureRequest):
+    """Seed every generator from the test's own id, and hand back the states it found afterwards."""
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if CUDA else []):
+        cells.seed_everything(zlib.crc32(request.node.nodeid.encode()))
         yield
     random.setstate(py_state)
     np.random.set_state(np_state)
+
+
+@pytest.fixture(scope="session")
+def _student_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("student-cwd")
+
+
+@pytest.fixture(autouse=True)
+def _student_cwd(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Graded code runs in a temporary folder: whatever files it writes land there."""
+    if grading():
+        monkeypatch.chdir(request.getfixturevalue("_student_folder"))
 
 
 @pytest.fixture(
@@ -101,55 +176,71 @@ def device(request: pytest.FixtureRequest) -> torch.device:
     return torch.device(request.param)
 
 
+class Splits(Mapping[str, Any]):
+    """ "training" and "testing", each prepared on first use: a run that needs one split loads one."""
+
+    def __init__(self, prepare: Callable[[str], Any]) -> None:
+        self._prepare, self._done = prepare, {}
+
+    def __getitem__(self, split: str) -> Any:
+        if split not in ("training", "testing"):
+            raise KeyError(split)
+        if split not in self._done:
+            self._done[split] = self._prepare(split)
+        return self._done[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("training", "testing"))
+
+    def __len__(self) -> int:
+        return 2
+
+
 @pytest.fixture(scope="session")
-def mnist_columns() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Both splits through the implementation's course loader: (784, N) uint8 images, (N,) labels."""
+def mnist_columns() -> Splits:
+    """Both splits through the course loader (MNISTtools.load): (784, N) uint8 images, (N,) labels."""
     from spec.impl import impl
 
-    return {split: impl.load(split) for split in ("training", "testing")}
+    return Splits(impl.load)
 
 
 @pytest.fixture(scope="session")
-def mnist() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Both splits as the implementation's tensors: (N, 1, 28, 28) float32 images, (N,) int64 labels.
-
-    Loaded once per worker; tests must not modify them.
-    """
+def normalised(mnist_columns: Splits) -> Splits:
+    """Cells [29]-[30]: each split's columns through the implementation's normalize_MNIST_images."""
     from spec.impl import impl
 
-    return {split: impl.load_tensors(split) for split in ("training", "testing")}
+    return Splits(lambda split: np.asarray(impl.normalize_MNIST_images(mnist_columns[split][0])))
 
 
 @pytest.fixture(scope="session")
-def default_training(mnist):
-    """`run(device, seed, epochs)`: the default recipe trained for `epochs`, with the test
-    accuracy after each epoch; memoised, so Q31-Q33 share one run per device, seed and length.
+def mnist(mnist_columns: Splits) -> Splits:
+    """Both splits prepared as the printed cells prepare them, with the printed normalisation:
+    (N, 1, 28, 28) float32 images and (N,) int64 labels, for the questions after Q24. Tests must not
+    modify them."""
+    return Splits(lambda split: cells.as_tensors(*mnist_columns[split], cells.normalize_as_printed))
 
-    Tests that use it carry `xdist_group(f"train-seed{seed}")`, which keeps each
-    seed's runs on one worker while the seeds train in parallel.
-    """
-    from spec.impl import impl
 
-    xtrain, ltrain = mnist["training"]
-    xtest, ltest = mnist["testing"]
-    runs: dict[tuple[str, int, int], TrainedRun] = {}
+@pytest.fixture(scope="session")
+def printed_run(request: pytest.FixtureRequest, mnist):
+    """`run(device, epochs)`: the implementation's LeNet trained by its backprop_deep with the printed
+    recipe (`spec.cells.train_as_printed`), seeded with --train-seed; memoised per device and length,
+    failures included, so the tests that share a run train once. Tests that use it on the CPU share
+    the xdist group "backprop_deep"."""
+    seed = request.config.getoption("--train-seed")
+    runs: dict[tuple[str, int], cells.PrintedRun | str] = {}
 
-    def run(device: torch.device, seed: int, epochs: int) -> TrainedRun:
-        key = (device.type, seed, epochs)
+    def run(device: torch.device, epochs: int) -> cells.PrintedRun:
+        key = (device.type, epochs)
         if key not in runs:
-            accuracies: list[float] = []
-            result = impl.train(
-                xtrain, ltrain, recipe=impl.RECIPES["default"], epochs=epochs, seed=seed, device=device, log=None,
-                on_epoch=lambda epoch, progress: accuracies.append(impl.evaluate(progress.net, xtest, ltest)),
-            )  # fmt: skip
-            runs[key] = TrainedRun(result.net, result.loss_log, accuracies)
+            try:
+                runs[key] = cells.train_as_printed(mnist, device, epochs, seed)
+            except BaseException as err:
+                runs[key] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                raise
+        if isinstance(runs[key], str):
+            pytest.fail(
+                f"the {epochs}-epoch run on {device.type} failed in an earlier test: {runs[key]}", pytrace=False
+            )
         return runs[key]
 
     return run
-
-
-@dataclass(frozen=True)
-class TrainedRun:
-    net: torch.nn.Module
-    loss_log: list[list[float]]  # [epoch, minibatch, mean loss] every 100 minibatches
-    accuracies: list[float]  # test accuracy after each epoch

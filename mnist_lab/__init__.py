@@ -1,7 +1,8 @@
 """mnist-lab: the course assignment on tensors, autograd, MNIST and LeNet-5, as a package.
 
-The names below are the contract the spec in `spec/` tests; another
-implementation with the same names can be tested in its place.
+The names below hold the assignment's (the contract the spec grades, spec/contract.py:
+normalize_MNIST_images, LeNet, backprop_deep, and the course's load and show) and the
+package's own (training recipes, the fast path, evaluation, device choice).
 """
 
 from .data import load, load_tensors, normalize_MNIST_images, show, to_torch_layout

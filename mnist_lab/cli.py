@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from .data import DATA_ENV, load_tensors, show
 from .errors import DataError
 from .files import load_weights, save_weights, write_json
+from .grade import GradingError, grade
 from .model import LeNet
 from .train import RECIPES, TrainingDivergedError, TrainResult, choose_device, evaluate, train
 
@@ -64,6 +66,27 @@ def _learning_rate(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _questions(text: str) -> list[str]:
+    questions = [q.strip().upper() for q in text.split(",") if q.strip()]
+    if not questions:
+        raise argparse.ArgumentTypeError(f"no question named in {text!r}")
+    return questions
+
+
+def _pytest_args(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r}: {err}") from None
+
+
 def _momentum(text: str) -> float:
     value = _float(text)
     if not 0 <= value < 1:
@@ -103,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--index", type=_int, default=0)
     sh.add_argument("--png", metavar="PATH", help="also write the digit as a PNG")
     sh.add_argument("--data", help=data_help)
+
+    gr = commands.add_parser("grade", help="grade notebooks with the spec: a CSV row each, and a JSON report")
+    gr.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, scripts, or folders of them")
+    gr.add_argument("--out", default="grades.csv", metavar="PATH", help="the CSV (default grades.csv); JSON beside it")
+    gr.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at once (default 1)")
+    gr.add_argument("--timeout", type=_seconds, default=3600, help="seconds for one notebook (default 3600)")
+    gr.add_argument(
+        "--questions", type=_questions, default=[], metavar="Q,...",
+        help="grade only these, e.g. Q21,Q26,Q29-Q30 (default: every question)",
+    )  # fmt: skip
+    gr.add_argument(
+        "--pytest-args", type=_pytest_args, default=[], metavar="ARGS",
+        help="more arguments for pytest, e.g. \"-m 'not training'\" to leave out the questions that train",
+    )  # fmt: skip
     return parser
 
 
@@ -130,6 +167,10 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--json and --save both name {args.json}: give each its own file")
     if args.command == "show":
         _output("--png", args.png)
+    if args.command == "grade":
+        out = _output("--out", args.out)
+        if out is not None and out.suffix == ".json":
+            raise ValueError(f"--out {args.out}: name the CSV; the JSON is written beside it")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -189,13 +230,24 @@ def _show(args: argparse.Namespace) -> None:
     print(f"{args.dataset} image {args.index}: label {int(labels[args.index])}")
 
 
+def _grade(args: argparse.Namespace) -> int:
+    results = grade(
+        args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, questions=args.questions,
+        pytest_args=args.pytest_args,
+    )  # fmt: skip
+    print(f"grades: {args.out}, {Path(args.out).with_suffix('.json')}")
+    return 1 if any("error" in r for r in results) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         _validate(args)
+        if args.command == "grade":
+            return _grade(args)
         {"train": _train, "evaluate": _evaluate, "show": _show}[args.command](args)
-    except (ValueError, IndexError) as err:  # arguments that only the work itself can judge
+    except (ValueError, IndexError, GradingError) as err:  # arguments that only the work itself can judge
         print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (DataError, TrainingDivergedError, OSError) as err:

@@ -1,57 +1,156 @@
 """The implementation under test, chosen in this one place.
 
-The spec tests `mnist_lab` unless $MNIST_LAB_IMPL (or pytest's `--impl`) names
-another module with the same public names. A name that module lacks fails the
-tests that use it with "NAME is not defined in MODULE", not a collection error.
+`--impl` (or $MNIST_LAB_IMPL) names it: a notebook (`their.ipynb`), a script (`their.py`) or a module
+name (`mnist_lab`, the default). A notebook or script is read by `spec.notebook` without being run;
+`load` and `show` then come from the course's MNISTtools as mnist_lab serves them.
+
+Tests ask `impl` for the contract's names (`spec.contract`). A name the implementation lacks fails the
+test that asked, with one line that says why. Each graded function is called through a guard, so that
+student code cannot stop the run: `exit()` inside it is a failure, a function that once ran past the
+time limit (pytest-timeout) is not called again, and output past OUTPUT_LIMIT fails the test.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+import io
 import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from spec.contract import CONTRACT
+
 IMPL_ENV = "MNIST_LAB_IMPL"
 DEFAULT_IMPL = "mnist_lab"
-
-# The contract: each public name, and the questions whose tests use it.
-CONTRACT = {
-    "load": "Q21-Q24: load(dataset='training'|'testing', path=None) -> (images (784, N) uint8, labels (N,) int64)",
-    "normalize_MNIST_images": "Q21: uint8 [0, 255] -> float32 [-1, 1]",
-    "to_torch_layout": "Q22: (784, N) -> (N, 1, 28, 28)",
-    "show": "Q23: show(image, path=None) -> str, and a PNG at path",
-    "load_tensors": "Q24, Q28-Q33: load_tensors(dataset, path=None) -> (float32 (N, 1, 28, 28), int64 (N,))",
-    "LeNet": "Q25-Q33: the nn.Module of Q26",
-    "choose_device": "Q15: choose_device('auto'|'cpu'|'cuda') -> torch.device",
-    "evaluate": "Q28, Q31, Q33: evaluate(net, x, labels) -> test accuracy in percent",
-    "backprop_deep": "Q29-Q31: backprop_deep(xtrain, ltrain, net, T, B=100, gamma=.001, rho=.9), printing the loss",
-    "train": "Q31-Q33: train(xtrain, ltrain, *, recipe, epochs, seed, device, log, on_epoch) -> result with .net",
-    "RECIPES": "Q31-Q33: {'default': ..., 'assignment': ...}",
-}
+OUTPUT_LIMIT = 1_000_000  # characters a graded call may print, stdout and stderr each
 
 
 def implementation_name() -> str:
     return os.environ.get(IMPL_ENV) or DEFAULT_IMPL
 
 
-def load_implementation() -> ModuleType:
-    return importlib.import_module(implementation_name())
+def is_file(name: str) -> bool:
+    """A notebook or script path rather than a module name."""
+    return name.endswith((".ipynb", ".py")) or os.sep in name
+
+
+def grading() -> bool:
+    """True when the spec runs on someone else's code, not on mnist_lab."""
+    return implementation_name() != DEFAULT_IMPL
+
+
+@dataclass
+class Loaded:
+    module: ModuleType | None
+    notebook: Any = None  # spec.notebook.Notebook, for a notebook or script
+    error: str | None = None  # why nothing could be loaded, in one line
+
+
+@functools.cache
+def load_implementation() -> Loaded:
+    """Import the implementation once per process; a notebook that cannot be read is remembered as such."""
+    name = implementation_name()
+    if not is_file(name):
+        return Loaded(importlib.import_module(name))
+    from spec import notebook
+
+    try:
+        built = notebook.build(notebook.plan(Path(name)))
+    except notebook.NotebookError as err:
+        return Loaded(None, error=str(err))
+    return Loaded(built.module, notebook=built)
 
 
 class _Implementation:
-    """Attribute access on the chosen module; a missing name fails the test that asked."""
+    """The contract's names, looked up in the implementation when a test asks for them."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # pytest and copy probe dunders; they are not the contract
-            raise AttributeError(name)
-        module = load_implementation()
-        try:
-            return getattr(module, name)
-        except AttributeError:
-            pytest.fail(f"{name} is not defined in {module.__name__}", pytrace=False)
+        if name not in CONTRACT:
+            raise AttributeError(f"{name} is not in the contract (spec/contract.py)")
+        loaded = load_implementation()
+        if loaded.error:
+            pytest.fail(loaded.error, pytrace=False)
+        source = loaded.module
+        if loaded.notebook is not None and CONTRACT[name].written_by == "course":
+            source = sys.modules["MNISTtools"]  # the course's tools, whatever the notebook defines
+        value = getattr(source, name, None)
+        if value is None:
+            where = loaded.notebook.missing(name) if loaded.notebook else f"{name} is not defined in {source.__name__}"
+            pytest.fail(where, pytrace=False)
+        if inspect.isclass(value) or not callable(value):
+            return value
+        return _guarded(name, value)
 
 
 impl = _Implementation()
+
+_HUNG: dict[str, str] = {}  # graded function -> the test in which it ran past its time limit
+
+
+def _guarded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if name in _HUNG:
+            pytest.fail(
+                f"{name} did not return within the time limit in {_HUNG[name]}; not called again", pytrace=False
+            )
+        try:
+            with _bounded_output(name):
+                return function(*args, **kwargs)
+        except SystemExit as stop:
+            where = student_location(stop.__traceback__)
+            pytest.fail(f"{name} called exit() or sys.exit({stop.code!r}){' at ' + where if where else ''}: "
+                        "a graded function must return", pytrace=False)  # fmt: skip
+        except pytest.fail.Exception as failed:
+            if str(failed).startswith("Timeout"):  # pytest-timeout's signal
+                _HUNG[name] = os.environ.get("PYTEST_CURRENT_TEST", "an earlier test").split(" ")[0]
+            raise
+
+    return call
+
+
+class _Limited(io.TextIOBase):
+    """Passes writes on to `stream` until `limit` characters, then only counts them."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream, self.left, self.dropped = stream, limit, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        shown = text[: max(self.left, 0)]
+        if shown:
+            self.stream.write(shown)
+        self.left -= len(text)
+        self.dropped += len(text) - len(shown)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextmanager
+def _bounded_output(name: str) -> Iterator[None]:
+    out, err = _Limited(sys.stdout, OUTPUT_LIMIT), _Limited(sys.stderr, OUTPUT_LIMIT)
+    with redirect_stdout(out), redirect_stderr(err):
+        yield
+    for stream, which in ((out, "stdout"), (err, "stderr")):
+        if stream.dropped:
+            pytest.fail(f"{name} flooded {which}: {OUTPUT_LIMIT + stream.dropped:,} characters, more than the "
+                        f"{OUTPUT_LIMIT:,} allowed", pytrace=False)  # fmt: skip
+
+
+def student_location(tb: Any) -> str | None:
+    """Where a traceback leaves the student's notebook, if the implementation is one."""
+    loaded = load_implementation()
+    return loaded.notebook.locate(tb) if loaded.notebook is not None else None

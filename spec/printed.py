@@ -58,7 +58,7 @@ PRINTED_LOSS_3_EPOCHS = [
     [3, 100, 0.273], [3, 200, 0.261], [3, 300, 0.243], [3, 400, 0.228], [3, 500, 0.223], [3, 600, 0.209],
 ]  # fmt: skip
 
-# The real MNIST (SPEC.md): label counts and first labels of each split.
+# The real MNIST: label counts and first labels of each split (data/mnist, checked by its SHA256SUMS).
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 TRAIN_FIRST_LABELS = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]

@@ -44,6 +44,8 @@ import mnist_lab
 from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
 from mnist_lab.fast_cpu import tune_malloc
 
+pytestmark = pytest.mark.timeout(1800)  # rounds of whole epochs, on a slow machine too
+
 TARGET = 98.0  # percent test accuracy
 PLANNED_EPOCHS = 2  # the run the time to TARGET is measured in
 ROUNDS = 5  # timed rounds of an epoch benchmark

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import mnist_lab.grade
 from mnist_lab import cli
 from mnist_lab.data import DATA_ENV, load_tensors
 from mnist_lab.files import save_weights
@@ -172,6 +173,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "load_tensors", forbidden("loading data"))
     monkeypatch.setattr(cli, "load_weights", forbidden("loading weights"))
     monkeypatch.setattr(cli, "train", forbidden("training"))
+    monkeypatch.setattr(mnist_lab.grade, "grade_one", forbidden("grading"))
 
 
 BAD_OPTIONS = {
@@ -194,6 +196,16 @@ BAD_OPTIONS = {
     "show an unknown dataset": (["show", "--dataset", "validation"], "--dataset"),
     "show a non-number index": (["show", "--index", "abc"], "--index"),
     "--png into a missing folder": (["show", "--png", "{tmp}/missing/digit.png"], "--png"),
+    "grade nothing": (["grade"], "SUBMISSION"),
+    "grade a missing file": (["grade", "{tmp}/missing.ipynb"], "missing.ipynb"),
+    "grade an empty folder": (["grade", "{tmp}"], "no notebook"),
+    "grade an unknown question": (["grade", "{tmp}", "--questions", "Q21,Q99"], "Q99"),
+    "grade with no question": (["grade", "{tmp}", "--questions", ","], "--questions"),
+    "grade 0 jobs at once": (["grade", "{tmp}", "--jobs", "0"], "--jobs"),
+    "grade with a zero time limit": (["grade", "{tmp}", "--timeout", "0"], "--timeout"),
+    "grade --out into a missing folder": (["grade", "{tmp}", "--out", "{tmp}/missing/grades.csv"], "--out"),
+    "grade --out names the JSON": (["grade", "{tmp}", "--out", "{tmp}/grades.json"], "--out"),
+    "grade unsplittable --pytest-args": (["grade", "{tmp}", "--pytest-args", "-k 'q21"], "--pytest-args"),
     "unknown command": (["fly"], "fly"),
     "no command": ([], "command"),
 }

@@ -1,5 +1,6 @@
-"""The MNIST loader (mnist_lab.data): the course's (784, N) layout, the real label counts, where the data folder
-comes from, and a DataError naming the file for every way a folder can be wrong."""
+"""The MNIST loader (mnist_lab.data): the course's (784, N) layout, the real label counts, the torch layout
+and tensors (to_torch_layout, load_tensors: Q22 and Q24 in one call), where the data folder comes from,
+and a DataError naming the file for every way a folder can be wrong."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mnist_lab.data import DATA_ENV, EMBEDDED_DATA, data_dir, load, read_split, show
+from mnist_lab.data import DATA_ENV, EMBEDDED_DATA, data_dir, load, load_tensors, read_split, show, to_torch_layout
 from mnist_lab.errors import DataError
+from spec.cells import layout, normalize_as_printed
 from spec.pkg_support import idx_bytes, make_mnist, write_file
 
 # Label counts of the real MNIST splits, digits 0 to 9.
@@ -191,3 +196,33 @@ def test_show_refuses_a_scale_below_one(tmp_path: Path, scale: int) -> None:
     with pytest.raises(ValueError, match="scale must be at least 1"):
         show(np.zeros((28, 28), dtype=np.uint8), tmp_path / "digit.png", scale=scale)
     assert not (tmp_path / "digit.png").exists(), "a refused scale still wrote a PNG"
+
+
+# --- the torch layout and tensors -----------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 4), dtype=st.sampled_from([np.uint8, np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_to_torch_layout_is_the_printed_cells(n: int, dtype: type, seed: int) -> None:
+    """Pixel 28 r + c of column k lands at [k, 0, r, c], as cells [31]-[32] put it; contiguous, input untouched."""
+    columns = (np.random.default_rng(seed).uniform(0, 255, size=(784, n))).astype(dtype)
+    before = columns.copy()
+    out = to_torch_layout(columns)
+    np.testing.assert_array_equal(columns, before, err_msg="to_torch_layout modified its input")
+    assert out.flags["C_CONTIGUOUS"], "to_torch_layout's result is not contiguous"
+    assert out.dtype == columns.dtype, f"{columns.dtype} became {out.dtype}"
+    np.testing.assert_array_equal(out, layout(columns), err_msg="to_torch_layout differs from the printed cells")
+
+
+@pytest.mark.usefixtures("no_env")
+@pytest.mark.parametrize("split", ["training", "testing"])
+def test_load_tensors_is_the_printed_route(split: str) -> None:
+    """load_tensors(split) gives the tensors of cells [28]-[35]: float32 (N, 1, 28, 28), int64 (N,)."""
+    images, labels = load_tensors(split)
+    columns, course_labels = load(split)
+    assert (images.dtype, tuple(images.shape)) == (torch.float32, (columns.shape[1], 1, 28, 28))
+    assert (labels.dtype, tuple(labels.shape)) == (torch.int64, (columns.shape[1],))
+    np.testing.assert_array_equal(labels.numpy(), course_labels, err_msg=f"{split}: load and load_tensors labels")
+    for part in (slice(0, 500), slice(-500, None)):  # the values are checked pixel by pixel in Q21
+        want = torch.from_numpy(np.ascontiguousarray(layout(normalize_as_printed(columns[:, part]))))
+        torch.testing.assert_close(images[part], want, rtol=0, atol=1e-6, msg=lambda m: f"{split}: {m}")

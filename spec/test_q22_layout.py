@@ -15,8 +15,10 @@ The assignment prints (cells [31], [32]):
 "we have reorganised the numpy arrays xtrain and xtest such that they conform to the torch conventions
 for tensors, which is Batch size * Number of input channels * Image Height * Image width".
 
-So pixel p = 28 r + c of column n (row-major reshape) lands at [n, 0, r, c]: checked against direct
-indexing on any small array (hypothesis), and on the real data against the package's own tensors.
+These two cells are top-level code: the spec runs them itself (`spec.cells.layout`), on the
+implementation's normalised images. So pixel p = 28 r + c of column n (row-major reshape) lands at
+[n, 0, r, c]: checked against direct indexing on any small array (hypothesis), and on the real data,
+where the implementation's normalisation must keep the (784, N) columns the cells expect.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spec.impl import impl
+from spec.cells import layout, normalize_as_printed
 
 SPLITS = ("training", "testing")
 SIZES = {"training": 60_000, "testing": 10_000}
@@ -64,10 +66,8 @@ def columns_arrays(draw: st.DrawFn) -> np.ndarray:
 @settings(max_examples=50, deadline=None)
 @given(columns=columns_arrays())
 def test_pixel_28r_plus_c_of_column_n_lands_at_n_0_r_c(columns: np.ndarray) -> None:
-    before = columns.copy()
-    out = np.asarray(impl.to_torch_layout(columns))
-    np.testing.assert_array_equal(columns, before, err_msg="to_torch_layout modified its input")
     n = columns.shape[1]
+    out = layout(columns)
     assert out.shape == (n, 1, 28, 28), f"(784, {n}) became {out.shape}, not ({n}, 1, 28, 28)"
     assert out.dtype == columns.dtype, f"{columns.dtype} became {out.dtype}: a layout change keeps the dtype"
     np.testing.assert_array_equal(out, _by_direct_indexing(columns), err_msg="out[n, 0, r, c] != columns[28r+c, n]")
@@ -77,36 +77,36 @@ def test_every_position_is_distinguished() -> None:
     """Each entry unique, so a swapped row and column, or a wrong image, cannot hide behind equal values."""
     n = 3
     columns = (np.arange(784)[:, None] + 1000 * np.arange(n)[None, :]).astype(np.float64)
-    out = np.asarray(impl.to_torch_layout(columns))
-    assert out.shape == (n, 1, 28, 28)
-    for image, row, col in ((0, 0, 0), (0, 0, 27), (0, 27, 0), (1, 3, 5), (2, 27, 27), (2, 14, 1)):
-        assert out[image, 0, row, col] == 28 * row + col + 1000 * image, f"wrong value at [{image}, 0, {row}, {col}]"
+    out = layout(columns)
     expected = np.arange(784).reshape(28, 28)[None, None] + 1000 * np.arange(n)[:, None, None, None]
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, expected, err_msg="out[n, 0, r, c] must be pixel 28 r + c of image n")
 
 
-@pytest.mark.parametrize("split", SPLITS)
-def test_real_data_shapes(split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    columns, _ = mnist_columns[split]
-    out = np.asarray(impl.to_torch_layout(columns))
-    assert out.shape == (SIZES[split], 1, 28, 28), f"the {split} set in torch layout is {out.shape}"
-    assert out.dtype == columns.dtype
-    np.testing.assert_array_equal(out[:5], _by_direct_indexing(columns[:, :5]), err_msg=f"{split}: first images")
+@pytest.fixture(params=SPLITS)
+def split(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
-@pytest.mark.parametrize("split", SPLITS)
-def test_assignment_route_agrees_with_load_tensors(
-    split: str,
-    mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]],
-    mnist: dict[str, tuple[torch.Tensor, torch.Tensor]],
+def test_the_normalised_real_data_takes_the_printed_shapes(split: str, normalised) -> None:
+    normalised = normalised[split]
+    n = SIZES[split]
+    assert normalised.shape == (784, n), (
+        f"normalize_MNIST_images turned the {split} columns (784, {n}) into {normalised.shape}: "
+        f"cell [31] reshapes its result to (28, 28, 1, {n})"
+    )
+    assert np.reshape(normalised, (28, 28, 1, n)).shape == (28, 28, 1, n)
+    assert layout(normalised).shape == (n, 1, 28, 28), f"the {split} set in torch layout is {layout(normalised).shape}"
+
+
+def test_the_laid_out_images_are_the_printed_cells_images(
+    split: str, normalised, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> None:
-    """normalize_MNIST_images then to_torch_layout (Q21-Q22) gives load_tensors' images (Q24)."""
+    """Cells [28]-[32] with the implementation's normalisation give the printed cells' images (the first
+    100: the layout works image by image, and Q21 checks every pixel's value)."""
+    normalised = normalised[split]
     columns, _ = mnist_columns[split]
-    images, _ = mnist[split]
-    route = np.asarray(impl.to_torch_layout(impl.normalize_MNIST_images(columns)))
-    assert route.shape == tuple(images.shape), f"{split}: {route.shape} against load_tensors' {tuple(images.shape)}"
-    assert route.dtype == np.float32
-    # 47 million pixels: one pass for the largest difference (assert_close's report takes seconds here).
-    difference = (torch.from_numpy(np.ascontiguousarray(route)) - images).abs()
-    worst = float(difference.max())
-    assert worst <= ATOL, _disagreement(f"{split}: Q21-Q22's route and load_tensors", difference)
+    assert normalised.shape == columns.shape, f"{split}: normalised to {normalised.shape}, not {columns.shape}"
+    got = torch.from_numpy(np.ascontiguousarray(layout(normalised[:, :100])))
+    want = torch.from_numpy(np.ascontiguousarray(layout(normalize_as_printed(columns[:, :100]))))
+    difference = (got - want).abs()
+    assert float(difference.max()) <= ATOL, _disagreement(f"{split}: these images and the printed cells'", difference)

@@ -14,9 +14,10 @@ The assignment prints (cells [35], [36]):
 
 "We have now converted the dataset into torch tensors".
 
-`load_tensors(split)` is those four lines for one split. The data is the real MNIST, so its label counts
-and first labels (SPEC.md) are asserted too, and the normalised images lie in [-1, 1]. The assignment's own
-route, torch.from_numpy on Q22's arrays, gives the same types and shares the arrays' memory.
+The four lines are top-level code: the spec runs them itself on the arrays the assignment's route gives
+(the course loader, the implementation's normalisation, the printed layout). The data is the real MNIST,
+so its label counts and first labels are asserted too, and the normalised images lie in [-1, 1];
+torch.from_numpy shares the arrays' memory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from spec.cells import layout
 from spec.impl import impl
 from spec.printed import TEST_FIRST_LABELS, TEST_LABEL_COUNTS, TRAIN_FIRST_LABELS, TRAIN_LABEL_COUNTS
 
@@ -34,14 +36,24 @@ LABEL_COUNTS = {"training": TRAIN_LABEL_COUNTS, "testing": TEST_LABEL_COUNTS}
 FIRST_LABELS = {"training": TRAIN_FIRST_LABELS, "testing": TEST_FIRST_LABELS}
 ATOL = 1e-6
 
-pytestmark = pytest.mark.parametrize("split", SPLITS)
+
+@pytest.fixture(scope="module", params=SPLITS)
+def split(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
-def test_types_dtypes_and_sizes_as_printed(split: str, mnist: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-    images, labels = mnist[split]
+@pytest.fixture(scope="module")
+def tensors(split: str, normalised, mnist_columns) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells [29]-[35] for one split: xtrain = torch.from_numpy(moved layout of the normalised columns)."""
+    columns, labels = mnist_columns[split]
+    images = normalised[split]
+    assert images.shape == columns.shape, f"normalize_MNIST_images turned {columns.shape} into {images.shape}"
+    return torch.from_numpy(layout(images)), torch.from_numpy(labels)
+
+
+def test_types_dtypes_and_sizes_as_printed(split: str, tensors: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, labels = tensors
     n = SIZES[split]
-    assert type(images) is torch.Tensor, f"{split} images are a {type(images)}"
-    assert type(labels) is torch.Tensor, f"{split} labels are a {type(labels)}"
     printed = [
         f"{type(images)} {images.dtype} {images.size()}",
         f"{type(labels)} {labels.dtype} {labels.size()}",
@@ -49,26 +61,24 @@ def test_types_dtypes_and_sizes_as_printed(split: str, mnist: dict[str, tuple[to
     assert printed == [
         f"<class 'torch.Tensor'> torch.float32 torch.Size([{n}, 1, 28, 28])",
         f"<class 'torch.Tensor'> torch.int64 torch.Size([{n}])",
-    ]
-    assert images.device.type == "cpu", "load_tensors loads onto the CPU; training moves the data (Q32)"
-    assert labels.device.type == "cpu"
+    ], f"cell [36] prints {printed}"
 
 
-def test_label_counts(split: str, mnist: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-    _, labels = mnist[split]
+def test_label_counts(split: str, tensors: tuple[torch.Tensor, torch.Tensor]) -> None:
+    _, labels = tensors
     assert int(labels.min()) >= 0, f"{split} has a negative label"
     assert int(labels.max()) <= 9, f"{split} has a label above 9"
-    counts = torch.bincount(labels, minlength=10).tolist()
+    counts = torch.bincount(labels.long(), minlength=10).tolist()
     assert counts == LABEL_COUNTS[split], f"{split} label counts {counts}"
 
 
-def test_first_ten_labels(split: str, mnist: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-    _, labels = mnist[split]
+def test_first_ten_labels(split: str, tensors: tuple[torch.Tensor, torch.Tensor]) -> None:
+    _, labels = tensors
     assert labels[:10].tolist() == FIRST_LABELS[split], f"the first {split} labels are {labels[:10].tolist()}"
 
 
-def test_images_normalised_to_minus_one_one(split: str, mnist: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-    images, _ = mnist[split]
+def test_images_normalised_to_minus_one_one(split: str, tensors: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, _ = tensors
     low, high = (float(v) for v in torch.aminmax(images))  # a NaN anywhere would make these NaN
     assert low >= -1.0, f"{split} images go down to {low}, below -1"
     assert high <= 1.0, f"{split} images go up to {high}, above 1"
@@ -80,29 +90,15 @@ def test_images_normalised_to_minus_one_one(split: str, mnist: dict[str, tuple[t
     assert bool((per_image_max > 0).all()), f"some {split} images have no bright pixel"
 
 
-def test_labels_agree_with_the_course_loader(
-    split: str,
-    mnist: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> None:
-    _, labels = mnist[split]
-    _, course_labels = mnist_columns[split]
-    assert course_labels.dtype == np.int64, f"the course loader's {split} labels are {course_labels.dtype}"
-    assert course_labels.shape == (SIZES[split],)
-    np.testing.assert_array_equal(labels.numpy(), course_labels, err_msg=f"{split}: load and load_tensors labels")
-
-
-def test_from_numpy_on_the_assignment_arrays(
+def test_from_numpy_shares_the_arrays_memory(
     split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> None:
-    """Cell [35] on Q22's arrays: float32 and int64 tensors that share the arrays' memory."""
+    """Cell [35] on Q22's arrays: tensors that share the arrays' memory (a slice keeps this quick)."""
     columns, course_labels = mnist_columns[split]
-    # A slice keeps this quick: the layout is per image (Q22).
-    xs = np.asarray(impl.to_torch_layout(impl.normalize_MNIST_images(columns[:, :100])))
+    xs = layout(np.asarray(impl.normalize_MNIST_images(columns[:, :100])))
     ls = course_labels[:100].copy()
     xt, lt = torch.from_numpy(xs), torch.from_numpy(ls)
-    assert (xt.dtype, tuple(xt.shape)) == (torch.float32, (100, 1, 28, 28))
-    assert (lt.dtype, tuple(lt.shape)) == (torch.int64, (100,))
+    assert tuple(xt.shape) == (100, 1, 28, 28), f"100 images became {tuple(xt.shape)}"
     assert np.shares_memory(xt.numpy(), xs), "torch.from_numpy must share the images' memory"
     assert np.shares_memory(lt.numpy(), ls), "torch.from_numpy must share the labels' memory"
     ls[0] += 1

@@ -1,10 +1,19 @@
 """Q31: test accuracy after 3 epochs on the CPU.
 
-Documented: 94.41% after `backprop_deep(xtrain, ltrain, net, T=3)`. That figure was a
-lucky draw of the printed recipe (SPEC.md: 91.5-95.3% over 28 seeds, under 94% in two
-runs of three), so no seed of it is asserted; Q29-Q30 hold the printed recipe to its
-shape. What the spec asserts is the package's promise: its default recipe, trained for
-3 epochs, reaches at least 94%, for every seed tried.
+Documented (cells [42]-[44]): `backprop_deep(xtrain, ltrain, net, T=3)` on a fresh `LeNet()`, then
+`100 * (ltest == lpred_fin).float().mean()` prints 94.41%. The spec trains the implementation's own
+LeNet with its own backprop_deep that way (`printed_run`, seeded with --train-seed) and computes the
+accuracy as the cell does.
+
+94.41% was a lucky draw of the printed recipe, so the bound comes from the recipe's spread instead.
+Calibration, seeds 0-23 of the spec's own run (`spec/calibrate.py`):
+
+    python -m spec.calibrate --seeds 0-23 --epochs 10 --threads 1
+
+with mnist_lab's backprop_deep (the printed loop) on the CPU, torch 2.13.0: after 3 epochs 91.51% to
+95.35%, mean 93.53%; 4 seeds of 24 reached the printed 94.41%. The bound, 88%, sits 3.5 points under
+the lowest: a correct loop passes for every seed, while one that trains far worse fails (without
+momentum, spec/broken/no_momentum.ipynb is at 10.81% after 3 epochs: the loss never leaves ln 10).
 """
 
 from __future__ import annotations
@@ -12,11 +21,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-SEEDS = [pytest.param(seed, marks=pytest.mark.xdist_group(f"train-seed{seed}"), id=f"seed{seed}") for seed in (0, 1)]
+pytestmark = [pytest.mark.xdist_group("backprop_deep"), pytest.mark.training]
+
+LOWEST = 88.0  # percent
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_default_recipe_reaches_94_percent_in_3_epochs(default_training, seed: int) -> None:
-    accuracies = default_training(torch.device("cpu"), seed, epochs=3).accuracies
-    assert len(accuracies) == 3, f"{len(accuracies)} epochs evaluated, not 3"
-    assert accuracies[-1] >= 94.0, f"seed {seed}: {accuracies[-1]:.2f}% after 3 epochs, promised at least 94%"
+def test_three_epochs_of_the_printed_recipe_reach_the_calibrated_accuracy(printed_run) -> None:
+    run = printed_run(torch.device("cpu"), 3)
+    assert run.accuracy >= LOWEST, (
+        f"{run.accuracy:.2f}% on the test set after backprop_deep(T=3) (seed {run.seed}): the printed recipe "
+        f"reaches at least {LOWEST}% for every seed (94.41% printed)"
+    )

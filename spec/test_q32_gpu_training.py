@@ -1,10 +1,13 @@
 """Q32: training on the GPU.
 
-Documented: the net and the data move to the GPU with `.to(device)`, the same
-training runs there for 10 epochs, and the loss falls to about 0.08 (printed: 2.301
-after the first 100 minibatches, 0.087 after the last). The same training must run
-on the CPU too: one test body, a `cpu` and a `cuda` param. The package's default
-recipe is trained here; it ends lower than the printed recipe's 0.08.
+Documented (cells [49]-[50]): `net = LeNet().to(device)`, the data moved with `.to(device)`, then
+`backprop_deep(xtrain, ltrain, net, T=10)`; the printed loss falls from 2.301 to 0.087. The spec runs
+that with the implementation's LeNet and backprop_deep (`printed_run`) on each device: the same
+training must run on the CPU too (one test body, a `cpu` and a `cuda` param).
+
+Over the calibration seeds of test_q31 (0-23, CPU) the last printed loss was 0.067 to 0.096 (0.087
+printed); the test asks for a fall by two thirds from the first epoch's mean to the last's, and a last
+printed loss under 0.15.
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-SEED = 0
+pytestmark = [pytest.mark.xdist_group("backprop_deep"), pytest.mark.training]
+
+HIGHEST = 0.15
 
 
-@pytest.mark.xdist_group(f"train-seed{SEED}")
-def test_ten_epochs_on_the_device(default_training, device: torch.device) -> None:
-    run = default_training(device, SEED, epochs=10)
-    devices = {p.device.type for p in run.net.parameters()}
-    assert devices == {device.type}, f"the trained net's parameters are on {devices}, not {device.type}"
-    steps = [(e, k) for e, k, _ in run.loss_log]
-    assert steps == [(e, k) for e in range(1, 11) for k in range(100, 601, 100)], f"logged (epoch, k): {steps}"
-    losses = [loss for _, _, loss in run.loss_log]
+def test_ten_epochs_on_the_device(printed_run, device: torch.device) -> None:
+    run = printed_run(device, 10)
+    steps = [(e, k) for e, k, _ in run.log]
+    assert steps == [(e, k) for e in range(1, 11) for k in range(100, 601, 100)], (
+        f"printed (epoch, k) {steps}, expected [1, 100] to [10, 600] every 100 minibatches"
+    )
+    losses = [loss for _, _, loss in run.log]
     first_epoch, last_epoch = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
-    assert last_epoch < first_epoch / 3, f"mean loss {first_epoch:.3f} in epoch 1, still {last_epoch:.3f} in epoch 10"
-    assert losses[-1] <= 0.1, f"after 10 epochs the loss is {losses[-1]:.3f}, not about 0.08 or lower"
+    assert last_epoch < first_epoch / 3, (
+        f"mean printed loss {first_epoch:.3f} in epoch 1, still {last_epoch:.3f} in epoch 10"
+    )
+    assert losses[-1] < HIGHEST, (
+        f"after 10 epochs on {device.type} the printed loss is {losses[-1]:.3f}, not about 0.08"
+    )

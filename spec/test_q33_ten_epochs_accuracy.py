@@ -1,11 +1,14 @@
-"""Q33: test accuracy after 10 epochs, and GPU against CPU.
+"""Q33: test accuracy after 10 epochs.
 
-Documented: 98.17% on the test set after 10 epochs on the GPU; the GPU gives no better
-accuracy per epoch than the CPU, but is much faster (a benchmark, not a test). The
-printed recipe landed under 98% in a rerun (SPEC.md), so the spec asserts the
-package's default recipe: at least 98% after 10 epochs for every seed tried, on each
-device, and GPU and CPU within half a percentage point for the same seed (the GPU's
-kernels round differently, so the runs part ways, but not by more than that).
+Documented (cell [51]): 98.17% on the test set after the 10 epochs of Q32 on the GPU; the GPU gives no
+better accuracy per epoch than the CPU, only faster training (a benchmark, not a test). The spec
+computes the accuracy of Q32's run (`printed_run`) on each device as the cell does.
+
+98.17% was a good draw of the printed recipe, so the bound comes from the recipe's spread. With the
+calibration of test_q31 (`python -m spec.calibrate --seeds 0-23 --epochs 10 --threads 1`, CPU, torch
+2.13.0), 10 epochs gave 97.28% to 97.96%, mean 97.72%: no seed of 24 reached 98.17% (GPU reruns of the
+printed recipe measured 97.77-98.07%). The bound, 96.5%, sits 0.8 points under the lowest: a correct
+loop passes on every device, for every seed.
 """
 
 from __future__ import annotations
@@ -13,19 +16,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-SEEDS = [pytest.param(seed, marks=pytest.mark.xdist_group(f"train-seed{seed}"), id=f"seed{seed}") for seed in (0, 1)]
+pytestmark = [pytest.mark.xdist_group("backprop_deep"), pytest.mark.training]
+
+LOWEST = 96.5  # percent
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_default_recipe_reaches_98_percent_in_10_epochs(default_training, device: torch.device, seed: int) -> None:
-    accuracies = default_training(device, seed, epochs=10).accuracies
-    assert len(accuracies) == 10, f"{len(accuracies)} epochs evaluated, not 10"
-    assert accuracies[-1] >= 98.0, f"seed {seed} on {device}: {accuracies[-1]:.2f}% after 10 epochs, promised 98%"
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("seed", SEEDS)
-def test_gpu_accuracy_matches_cpu(default_training, seed: int) -> None:
-    gpu = default_training(torch.device("cuda"), seed, epochs=10).accuracies[-1]
-    cpu = default_training(torch.device("cpu"), seed, epochs=10).accuracies[-1]
-    assert abs(gpu - cpu) <= 0.5, f"seed {seed}: GPU {gpu:.2f}% against CPU {cpu:.2f}% after 10 epochs"
+def test_ten_epochs_of_the_printed_recipe_reach_the_calibrated_accuracy(printed_run, device: torch.device) -> None:
+    run = printed_run(device, 10)
+    assert run.accuracy >= LOWEST, (
+        f"{run.accuracy:.2f}% on the test set after backprop_deep(T=10) on {device.type} (seed {run.seed}): "
+        f"the printed recipe reaches at least {LOWEST}% for every seed (98.17% printed)"
+    )

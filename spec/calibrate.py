@@ -1,0 +1,72 @@
+"""Calibrate Q29-Q33's bounds: the printed recipe over many seeds, as the spec trains it.
+
+    python -m spec.calibrate --seeds 0-23 --epochs 10 [--device cpu] [--threads 1]
+
+Each seed is one `spec.cells.train_as_printed` run (the implementation's LeNet and backprop_deep,
+T=epochs), evaluated after every epoch; the state after epoch 3 of a T=10 run is the state a T=3
+run ends in, since the printed recipe's learning rate is constant. One line per seed: the first and
+last printed losses and the accuracy after epochs 1, 3 and the last; then min, mean and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from spec.cells import accuracy, as_tensors, normalize_as_printed, train_as_printed
+from spec.impl import impl
+
+
+def seed_range(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=seed_range, default=seed_range("0-7"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.epochs < 3:
+        parser.error("--epochs must be at least 3")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data = {split: as_tensors(*impl.load(split), normalize_as_printed) for split in ("training", "testing")}
+    xtest, ltest = data["testing"]
+    rows = []
+    for seed in args.seeds:
+        start = time.perf_counter()
+        per_epoch: list[float] = []
+
+        def evaluate(epoch: int, net: torch.nn.Module, per_epoch: list[float] = per_epoch) -> None:
+            per_epoch.append(accuracy(net, xtest, ltest, device))
+
+        run = train_as_printed(data, device, args.epochs, seed, after_epoch=evaluate)
+        losses = [loss for _, _, loss in run.log]
+        rows.append((losses[0], losses[17], losses[-1], per_epoch))
+        print(
+            f"seed {seed:3d}: loss first {rows[-1][0]:.3f}, end of epoch 3 {rows[-1][1]:.3f}, last {rows[-1][2]:.3f}; "
+            f"accuracy " + " ".join(f"{a:.2f}" for a in per_epoch) + f"  ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    columns = {
+        "first printed loss": [r[0] for r in rows],
+        "printed loss, end of epoch 3": [r[1] for r in rows],
+        f"printed loss, end of epoch {args.epochs}": [r[2] for r in rows],
+        "accuracy after epoch 1": [r[3][0] for r in rows],
+        "accuracy after epoch 3": [r[3][2] for r in rows],
+        f"accuracy after epoch {args.epochs}": [r[3][-1] for r in rows],
+    }
+    print(f"{len(rows)} seeds, {args.device}, torch {torch.__version__}:")
+    for name, values in columns.items():
+        print(f"  {name}: min {min(values):.3f}, mean {statistics.mean(values):.3f}, max {max(values):.3f}")
+
+
+if __name__ == "__main__":
+    main()
