@@ -55,7 +55,8 @@ def submissions(paths: Iterable[str]) -> list[Path]:
 def check_tools() -> None:
     if not (SPEC / "contract.py").is_file():
         raise GradingError(f"{SPEC}: the spec folder is missing; grading runs from a checkout of mnist-lab")
-    missing = [name for name in ("pytest", "nbformat", "pytest_timeout") if importlib.util.find_spec(name) is None]
+    tools = {"pytest": "pytest", "nbformat": "nbformat", "pytest_timeout": "pytest-timeout"}
+    missing = [name for module, name in tools.items() if importlib.util.find_spec(module) is None]
     if missing:
         raise GradingError(f"grading needs {', '.join(missing)}: pip install -e '.[test]'")
 

@@ -72,7 +72,8 @@ def failure_line(report: pytest.TestReport) -> str:
 class GradeReport:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.path = config.getoption("--grade-report")
+        path = config.getoption("--grade-report")
+        self.path = Path(config.invocation_params.dir, path) if path else None
         self.verdicts: dict[str, _Verdict] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -131,8 +132,7 @@ class GradeReport:
         for line in markdown_lines(result):
             terminalreporter.line(line)
         if self.path:
-            stem = Path(self.path)
-            stem = stem.with_suffix("") if stem.suffix in (".json", ".md") else stem
+            stem = self.path.with_suffix("") if self.path.suffix in (".json", ".md") else self.path
             stem.parent.mkdir(parents=True, exist_ok=True)
             Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
             Path(f"{stem}.md").write_text("\n".join(markdown_lines(result)) + "\n", encoding="utf-8")
