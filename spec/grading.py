@@ -59,7 +59,8 @@ def failure_line(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(longrepr)
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "failed")
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or ["failed"]
+    line = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]  # "Error:\nwhat"
     line = line.removeprefix("AssertionError: ").removeprefix("Failed: ")
     properties = dict(report.user_properties)
     if "note" in properties:

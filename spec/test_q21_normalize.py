@@ -40,6 +40,22 @@ def _exact(values: np.ndarray) -> np.ndarray:
     return 2 * values.astype(np.float64) / 255 - 1
 
 
+def assert_maps_linearly(pixels: np.ndarray, out: np.ndarray, what: str) -> None:
+    """Each pixel v went to 2 v / 255 - 1; the message, in one line, names the first one that did not."""
+    expected = _exact(pixels)
+    off = np.abs(np.asarray(out, dtype=np.float64) - expected) > ATOL
+    if off.any():
+        first = tuple(np.argwhere(off)[0])
+        raise AssertionError(
+            f"{what}: pixel value {pixels[first]} became {float(out[first]):.6g}, not 2 v / 255 - 1 = "
+            f"{expected[first]:.6g} ({int(off.sum())} of {off.size} pixels off by more than {ATOL:g})"
+        )
+
+
+def assert_near(value: float, target: float, what: str) -> None:
+    assert abs(float(value) - target) <= ATOL, f"{what}: {float(value):.6g}, not {target:g}"
+
+
 @pytest.fixture(scope="module")
 def all_pixel_values() -> tuple[np.ndarray, np.ndarray]:
     """Every uint8 value, and the implementation's image of it."""
@@ -51,17 +67,18 @@ def test_every_pixel_value_maps_linearly(all_pixel_values: tuple[np.ndarray, np.
     values, out = all_pixel_values
     assert isinstance(out, np.ndarray), f"normalize_MNIST_images returned {type(out).__name__}, not an ndarray"
     assert out.dtype == np.float32, f"normalised pixels are {out.dtype}, the assignment converts to float32"
-    assert out.shape == values.shape
-    np.testing.assert_allclose(out, _exact(values), rtol=0, atol=ATOL, err_msg="pixel v must map to 2 v / 255 - 1")
+    assert out.shape == values.shape, f"the 256 pixel values became an array of shape {out.shape}"
+    assert_maps_linearly(values, out, "the 256 pixel values")
 
 
 def test_endpoints_and_midpoint(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
     _, out = all_pixel_values
-    np.testing.assert_allclose(out[0], -1.0, rtol=0, atol=ATOL, err_msg="0 must map to -1")
-    np.testing.assert_allclose(out[255], 1.0, rtol=0, atol=ATOL, err_msg="255 must map to 1")
+    assert_near(out[0], -1.0, "0 maps to")
+    assert_near(out[255], 1.0, "255 maps to")
     # 127.5 is not a uint8: the linear map sends it to the midpoint of 127's and 128's images.
-    np.testing.assert_allclose((out[127] + out[128]) / 2, 0.0, rtol=0, atol=ATOL, err_msg="127.5 must map to 0")
-    np.testing.assert_allclose(out[::-1], -out, rtol=0, atol=ATOL, err_msg="the map must be odd about 127.5")
+    assert_near((out[127] + out[128]) / 2, 0.0, "127.5 (the midpoint of 127 and 128) maps to")
+    worst = float(np.abs(out[::-1] + out).max())
+    assert worst <= ATOL, f"the map is not odd about 127.5: v and 255 - v map to values off by {worst:.3g} from -x, x"
 
 
 def test_strictly_increasing_and_within_minus_one_one(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
@@ -69,7 +86,10 @@ def test_strictly_increasing_and_within_minus_one_one(all_pixel_values: tuple[np
     assert np.all(np.diff(out) > 0), "brighter pixels must map to larger values"
     assert out.min() >= -1.0, f"minimum {out.min()!r} is below -1"
     assert out.max() <= 1.0, f"maximum {out.max()!r} is above 1"
-    np.testing.assert_allclose(np.diff(out.astype(np.float64)), 2 / 255, rtol=0, atol=ATOL, err_msg="equal steps")
+    steps = np.diff(out.astype(np.float64))
+    assert np.abs(steps - 2 / 255).max() <= ATOL, (
+        f"unequal steps between pixel values: {steps.min():.6g} to {steps.max():.6g}"
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -77,9 +97,9 @@ def test_strictly_increasing_and_within_minus_one_one(all_pixel_values: tuple[np
 def test_each_pixel_maps_on_its_own(pixels: np.ndarray) -> None:
     """Any array, even one without a 0 or a 255: the map is fixed, not stretched to the data's own range."""
     out = impl.normalize_MNIST_images(pixels.copy())
-    assert out.shape == pixels.shape
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, _exact(pixels), rtol=0, atol=ATOL, err_msg=f"pixels {pixels.tolist()}")
+    assert out.shape == pixels.shape, f"pixels of shape {pixels.shape} became {out.shape}"
+    assert out.dtype == np.float32, f"pixels became {out.dtype}, not float32"
+    assert_maps_linearly(pixels, out, f"pixels {pixels.tolist()}")
 
 
 def test_columns_keep_their_shape_and_the_input_is_not_modified() -> None:
@@ -91,7 +111,7 @@ def test_columns_keep_their_shape_and_the_input_is_not_modified() -> None:
     assert out.shape == (784, 7), f"(784, 7) columns became {out.shape}"
     assert out.dtype == np.float32
     assert not np.shares_memory(out, columns), "the float32 result must not alias the uint8 input"
-    np.testing.assert_allclose(out, _exact(columns), rtol=0, atol=ATOL)
+    assert_maps_linearly(columns, out, "7 random columns")
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -106,8 +126,8 @@ def test_real_data_normalised(split: str, mnist_columns: dict[str, tuple[np.ndar
     assert out.dtype == np.float32
     assert out.min() >= -1.0, f"{split}: minimum {out.min()} below -1"
     assert out.max() <= 1.0, f"{split}: maximum {out.max()} above 1"
-    np.testing.assert_allclose(out.min(), -1.0, rtol=0, atol=ATOL, err_msg=f"{split}: the background must be -1")
-    np.testing.assert_allclose(out.max(), 1.0, rtol=0, atol=ATOL, err_msg=f"{split}: full ink must be 1")
+    assert_near(out.min(), -1.0, f"{split}: the background (the lowest value)")
+    assert_near(out.max(), 1.0, f"{split}: full ink (the highest value)")
     # Pixel by pixel, the same map as on the 256 values: equal inputs give equal outputs.
     table = impl.normalize_MNIST_images(np.arange(256, dtype=np.uint8))
     mismatched = np.count_nonzero(out != table[columns])
