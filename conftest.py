@@ -29,7 +29,7 @@ import torch
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from spec import cells
+from spec import cells, notebook
 from spec.contract import question_of
 from spec.grading import GradeReport
 from spec.impl import IMPL_ENV, grading, implementation_name, is_file, load_implementation, student_location
@@ -133,9 +133,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if where:
         report.user_properties.append(("student_code", where))
     error = call.excinfo.value
-    notebook = load_implementation().notebook
-    if isinstance(error, NameError) and notebook is not None and getattr(error, "name", None):
-        skipped = notebook.skipped_binding(error.name)
+    built = load_implementation().notebook
+    if isinstance(error, NameError) and built is not None and getattr(error, "name", None):
+        skipped = built.skipped_binding(error.name)
         if skipped is not None:
             report.user_properties.append(
                 (
@@ -235,7 +235,7 @@ def printed_run(request: pytest.FixtureRequest, mnist):
             try:
                 runs[key] = cells.train_as_printed(mnist, device, epochs, seed)
             except BaseException as err:
-                runs[key] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                runs[key] = f"{type(err).__name__}: {notebook.one_line(err)}"
                 raise
         if isinstance(runs[key], str):
             pytest.fail(

@@ -98,7 +98,6 @@ class PrintedRun:
     device: str
     epochs: int
     seed: int
-    output: str  # what backprop_deep printed
     log: list[tuple[int, int, float]]  # its [epoch, k] loss lines
     accuracy: float  # test accuracy after training, in percent
 
@@ -125,13 +124,11 @@ def train_as_printed(
         impl.backprop_deep(xtrain, ltrain, net, T=epochs)
     if after_epoch is not None:
         after_epoch(epochs, net)
-    text = output.getvalue()
     return PrintedRun(
         device=device.type,
         epochs=epochs,
         seed=seed,
-        output=text,
-        log=parse_log(text),
+        log=parse_log(output.getvalue()),
         accuracy=accuracy(net, *data["testing"], device),
     )
 

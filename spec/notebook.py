@@ -78,6 +78,16 @@ class _Statement:
     def line(self) -> int:
         return _start(self.node)
 
+    @property
+    def lines(self) -> tuple[int, int]:
+        return self.line, getattr(self.node, "end_lineno", None) or self.node.lineno
+
+    @property
+    def code(self) -> str:
+        """Its first line, shortened."""
+        text = self.cell.source.splitlines()[self.line - 1].strip()
+        return text if len(text) <= 80 else text[:77] + "..."
+
 
 @dataclass
 class Plan:
@@ -90,12 +100,14 @@ class Plan:
     skipped: list[Skipped] = field(default_factory=list)
     bound_only_by: dict[str, Skipped] = field(default_factory=dict)
 
-    def skip(self, cell: Cell, lines: tuple[int, int], code: str, reason: str, binds=()) -> Skipped:
-        entry = Skipped(cell.where(lines[0], self.script), code, reason, cell.number, lines)
+    def entry(self, cell: Cell, lines: tuple[int, int], code: str, reason: str) -> Skipped:
+        return Skipped(cell.where(lines[0], self.script), code, reason, cell.number, lines)
+
+    def skip(self, cell: Cell, lines: tuple[int, int], code: str, reason: str, binds=()) -> None:
+        entry = self.entry(cell, lines, code, reason)
         self.skipped.append(entry)
         for name in binds:
             self.bound_only_by.setdefault(name, entry)
-        return entry
 
 
 @dataclass
@@ -202,8 +214,7 @@ def plan(path: Path) -> Plan:
                 reason = f"it needs `{blocked[i]}`, which only code that grading does not run binds"
             else:
                 reason = "it is top-level code, which grading does not run"
-            end = getattr(s.node, "end_lineno", None) or s.node.lineno
-            result.skip(s.cell, (s.line, end), _first_line(s.cell, s.node), reason, s.binds)
+            result.skip(s.cell, s.lines, s.code, reason, s.binds)
     result.skipped.sort(key=lambda entry: (entry.cell, entry.lines))
     return result
 
@@ -298,11 +309,6 @@ def _start(node: ast.stmt) -> int:
     return decorators[0].lineno if decorators else node.lineno
 
 
-def _first_line(cell: Cell, node: ast.stmt) -> str:
-    text = cell.source.splitlines()[_start(node) - 1].strip()
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def course_tools() -> types.ModuleType:
     """The course's MNISTtools, served by mnist_lab."""
     import mnist_lab
@@ -330,10 +336,8 @@ def build(notebook_plan: Plan, name: str = "graded_notebook") -> Notebook:
         try:
             exec(code, module.__dict__)
         except (Exception, SystemExit) as err:
-            reason = f"it raised {type(err).__name__}: {_one_line(err)} when the notebook was imported"
-            end = getattr(s.node, "end_lineno", None) or s.node.lineno
-            entry = Skipped(s.cell.where(s.line, notebook_plan.script), _first_line(s.cell, s.node), reason,
-                            s.cell.number, (s.line, end))  # fmt: skip
+            reason = f"it raised {type(err).__name__}: {one_line(err)} when the notebook was imported"
+            entry = notebook_plan.entry(s.cell, s.lines, s.code, reason)
             failed.append(entry)
             for bound in s.binds:
                 if bound not in module.__dict__:
@@ -341,6 +345,7 @@ def build(notebook_plan: Plan, name: str = "graded_notebook") -> Notebook:
     return Notebook(notebook_plan, module, failed)
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """An exception's message in one line: its first, or its repr where it has none."""
     text = str(err).strip()
     return text.splitlines()[0] if text else repr(err)
