@@ -8,7 +8,9 @@
 - Every test starts from generators seeded by its own id, so its draws, and its verdict, are the
   same on every run, under xdist too; hypothesis is derandomised.
 - Tests marked `cuda` are skipped with the reason "CUDA not available" where there is no GPU; under
-  xdist they all go to one worker, so `pytest -n auto` does not crowd a single GPU.
+  xdist they all go to one worker, so `pytest -n auto` does not crowd a single GPU. A test that
+  breaks the process's CUDA context is named once; the `cuda` tests after it are skipped with
+  that name as the reason (spec/cuda_health.py).
 - Benchmarks run only with `--benchmark-only`: the test suite stays fast and xdist-safe.
 """
 
@@ -31,12 +33,16 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from spec import cells, notebook
 from spec.contract import question_of
+from spec.cuda_health import CudaHealth
 from spec.grading import GradeReport
 from spec.impl import IMPL_ENV, grading, implementation_name, is_file, load_implementation, student_location
+
+pytest_plugins = ["pytester"]  # spec/test_spec_cuda_health.py runs pytest inside pytest
 
 CUDA = torch.cuda.is_available()
 TRAINING_TIMEOUT = 1800  # seconds for a `training` test: 10 epochs of a plain loop on a slow 2-core CPU
 _HYPOTHESIS_DIR = pytest.StashKey[str]()
+CUDA_HEALTH = "mnist-lab-cuda-health"
 
 # Derandomised: the same examples every run. One failure reported, so that its first line says what is wrong.
 settings.register_profile("spec", derandomize=True, database=None, report_multiple_bugs=False)
@@ -68,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
             load_implementation()
         except ImportError as err:
             raise pytest.UsageError(f"cannot import the implementation {implementation_name()!r}: {err}") from None
+    config.pluginmanager.register(CudaHealth(), CUDA_HEALTH)
     if grading() or config.getoption("--grade-report"):
         config.pluginmanager.register(GradeReport(config), "mnist-lab-grade-report")
     # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
@@ -147,13 +154,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture(autouse=True)
 def _seeded_rng(request: pytest.FixtureRequest):
-    """Seed every generator from the test's own id, and hand back the states it found afterwards."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if CUDA else []):
-        cells.seed_everything(zlib.crc32(request.node.nodeid.encode()))
-        yield
+    """Seed every generator from the test's own id, and hand back the states it found afterwards:
+    CUDA's only around `cuda` tests, and only while CUDA still works."""
+    health: CudaHealth = request.config.pluginmanager.get_plugin(CUDA_HEALTH)
+    uses_cuda = CUDA and "cuda" in request.keywords
+    py_state, np_state, cpu_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if uses_cuda else None
+    cells.seed_everything(zlib.crc32(request.node.nodeid.encode()))
+    yield
     random.setstate(py_state)
     np.random.set_state(np_state)
+    torch.set_rng_state(cpu_state)
+    if cuda_states is not None and health.ok:
+        torch.cuda.set_rng_state_all(cuda_states)
 
 
 @pytest.fixture(scope="session")

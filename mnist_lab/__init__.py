@@ -6,7 +6,7 @@ package's own (training recipes, the fast path, evaluation, device choice).
 """
 
 from .data import load, load_tensors, normalize_MNIST_images, show, to_torch_layout
-from .errors import DataError
+from .errors import DataError, InputError
 from .model import LeNet, he_init_
 from .train import (
     RECIPES,
@@ -22,6 +22,7 @@ from .train import (
 __all__ = [
     "RECIPES",
     "DataError",
+    "InputError",
     "LeNet",
     "Recipe",
     "TrainResult",

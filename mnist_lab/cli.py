@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .data import DATA_ENV, load_tensors, show
-from .errors import DataError
+from .errors import DataError, InputError
 from .files import load_weights, save_weights, write_json
 from .grade import GradingError, grade
 from .model import LeNet
@@ -149,11 +149,11 @@ def _output(option: str, path: str | None) -> Path | None:
         return None
     target = Path(path)
     if target.is_dir():
-        raise ValueError(f"{option} {path}: is a folder, not a file")
+        raise InputError(f"{option} {path}: is a folder, not a file")
     if not target.parent.is_dir():
-        raise ValueError(f"{option} {path}: folder {target.parent} does not exist")
+        raise InputError(f"{option} {path}: folder {target.parent} does not exist")
     if not os.access(target.parent, os.W_OK):
-        raise ValueError(f"{option} {path}: cannot write into {target.parent}")
+        raise InputError(f"{option} {path}: cannot write into {target.parent}")
     return target.resolve()
 
 
@@ -164,13 +164,13 @@ def _validate(args: argparse.Namespace) -> None:
     if args.command == "train":
         outputs = {option: _output(option, path) for option, path in (("--json", args.json), ("--save", args.save))}
         if outputs["--json"] is not None and outputs["--json"] == outputs["--save"]:
-            raise ValueError(f"--json and --save both name {args.json}: give each its own file")
+            raise InputError(f"--json and --save both name {args.json}: give each its own file")
     if args.command == "show":
         _output("--png", args.png)
     if args.command == "grade":
         out = _output("--out", args.out)
         if out is not None and out.suffix == ".json":
-            raise ValueError(f"--out {args.out}: name the CSV; the JSON is written beside it")
+            raise InputError(f"--out {args.out}: name the CSV; the JSON is written beside it")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -225,7 +225,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     images, labels = load_tensors(args.dataset, args.data)
     if not -len(images) <= args.index < len(images):
-        raise IndexError(f"--index {args.index} is outside the {len(images)} {args.dataset} images")
+        raise InputError(f"--index {args.index} is outside the {len(images)} {args.dataset} images")
     print(show(images[args.index], args.png))
     print(f"{args.dataset} image {args.index}: label {int(labels[args.index])}")
 
@@ -245,15 +245,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _validate(args)
         if args.command == "grade":
-            return _grade(args)
-        {"train": _train, "evaluate": _evaluate, "show": _show}[args.command](args)
-    except (ValueError, IndexError, GradingError) as err:  # arguments that only the work itself can judge
+            status = _grade(args)
+        else:
+            {"train": _train, "evaluate": _evaluate, "show": _show}[args.command](args)
+            status = 0
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+    except (InputError, GradingError) as err:  # arguments that only the work itself can judge
         print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): a normal end. Point stdout at /dev/null so
+        # that the interpreter's last flush does not fail on the closed pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (DataError, TrainingDivergedError, OSError) as err:
         print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"mnist_lab {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status

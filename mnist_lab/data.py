@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, InputError
 from .idx import read_idx
 
 DATA_ENV = "MNIST_LAB_DATA"
-EMBEDDED_DATA = Path(__file__).resolve().parent.parent / "data" / "mnist"
+# An installed wheel carries the data inside the package; a checkout has it in data/mnist.
+_INSTALLED_DATA = Path(__file__).resolve().parent / "embedded_mnist"
+EMBEDDED_DATA = (
+    _INSTALLED_DATA if _INSTALLED_DATA.is_dir() else Path(__file__).resolve().parent.parent / "data" / "mnist"
+)
 FILES = {
     "training": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "testing": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -70,7 +74,7 @@ def _read(folder: Path, name: str, sums: dict[str, str]) -> np.ndarray:
 def read_split(dataset: str = "training", path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) uint8 and labels (N,) uint8 of one split, checked for agreement."""
     if dataset not in FILES:
-        raise ValueError(f"dataset must be 'training' or 'testing', not {dataset!r}")
+        raise InputError(f"dataset must be 'training' or 'testing', not {dataset!r}")
     folder = data_dir(path)
     sums = _checksums(folder)
     image_name, label_name = FILES[dataset]
@@ -126,7 +130,7 @@ def _to_gray(image: np.ndarray | torch.Tensor) -> np.ndarray:
     """Any one-image array (28x28, 1x28x28 or 784 pixels) as uint8 28x28."""
     pixels = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if pixels.size != 784:
-        raise ValueError(f"expected one 28x28 image, got shape {pixels.shape}")
+        raise InputError(f"expected one 28x28 image, got shape {pixels.shape}")
     pixels = pixels.reshape(28, 28)
     if pixels.dtype == np.uint8:
         return pixels
@@ -154,7 +158,7 @@ def show(image: np.ndarray | torch.Tensor, path: str | os.PathLike | None = None
     """Render one digit without a screen (Q23): returns it as text for a terminal
     and, with `path`, also writes it as a PNG magnified `scale` times."""
     if scale < 1:
-        raise ValueError(f"scale must be at least 1, not {scale}")
+        raise InputError(f"scale must be at least 1, not {scale}")
     gray = _to_gray(image)
     if path is not None:
         big = np.kron(gray, np.ones((scale, scale), dtype=np.uint8))

@@ -1,8 +1,8 @@
 """LeNet-5's SGD step on the CPU, with the arithmetic of autograd's but less work.
 
-What the plain loop spends its time on, measured here: small convolutions (oneDNN's
-backward kernels most), `max_pool2d_with_indices`, whose branchy kernel mispredicts on
-MNIST's windows, and, in some processes but not others, a glibc heap that hands oneDNN's
+Where the plain loop spends its time (the README has the figures): small convolutions,
+oneDNN's backward kernels most; `max_pool2d_with_indices`, whose branchy kernel
+mispredicts on MNIST's windows; and, in some processes, a glibc heap that hands oneDNN's
 temporaries back to the OS every step and faults them in again. This step
 
 - keeps freed memory in the process (`tune_malloc`), so no step page-faults;
@@ -13,13 +13,16 @@ temporaries back to the OS every step and faults them in again. This step
   which costs no more than the plain convolution; conv2 runs as it is and is permuted;
 - applies ReLU after pooling (relu(max(a)) == max(relu(a)), gradients included);
 - writes the backward pass out by hand, with no autograd graph: conv2's input gradient as
-  a forward convolution and its weight gradient on channels-last copies, which oneDNN runs
-  1.3-1.8x faster at these sizes than its backward kernels on NCHW tensors, and the
-  loss's gradient with autograd's own kernels;
+  a forward convolution and its weight gradient on channels-last copies, which oneDNN
+  runs faster at these sizes than its backward kernels on NCHW tensors, and the loss's
+  gradient with autograd's own kernels;
 - updates all parameters at once with SGD's formula (dampening 0) on one flat buffer,
   which the net's parameters are views of.
 
-Losses and weights match autograd's to float rounding (spec/test_pkg_training.py).
+The backward pass calls aten overloads that autograd uses but PyTorch does not promise to
+keep (`PRIVATE_OPS`). Each call names its arguments, and `supported()` checks that every
+overload is there with the arguments named here: where one is not, train() falls back to
+autograd. Losses and weights match autograd's to float rounding (spec/test_pkg_training.py).
 """
 
 from __future__ import annotations
@@ -31,8 +34,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
+
 aten = torch.ops.aten
 CHANNELS_LAST = torch.channels_last
+# The private overloads the step calls, and the argument names it calls them with.
+PRIVATE_OPS = {
+    "convolution_backward.default": (
+        "grad_output", "input", "weight", "bias_sizes", "stride", "padding", "dilation", "transposed",
+        "output_padding", "groups", "output_mask",
+    ),
+    "_log_softmax_backward_data.default": ("grad_output", "output", "dim", "input_dtype"),
+    "nll_loss_forward.default": ("self", "target", "weight", "reduction", "ignore_index"),
+    "nll_loss_backward.default": (
+        "grad_output", "self", "target", "weight", "reduction", "ignore_index", "total_weight",
+    ),
+    "threshold_backward.default": ("grad_output", "self", "threshold"),
+    "threshold_backward.grad_input": ("grad_output", "self", "threshold", "grad_input"),
+}  # fmt: skip
+MEAN = 1  # aten's Reduction::Mean
+NO_IGNORED_CLASS = -100  # cross_entropy's default ignore_index
 LENET_SHAPES = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 256), (120,), (84, 120), (84,), (10, 84), (10,)]
 
 
@@ -46,6 +67,29 @@ def tune_malloc() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 32 << 20))
+
+
+def _op(name: str) -> torch._ops.OpOverload | None:
+    packet, _, overload = name.partition(".")
+    try:
+        return getattr(getattr(aten, packet), overload)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def missing_overloads() -> list[str]:
+    """The overloads of PRIVATE_OPS that this PyTorch lacks, or has with other arguments."""
+    return [
+        name
+        for name, arguments in PRIVATE_OPS.items()
+        if (op := _op(name)) is None or tuple(a.name for a in op._schema.arguments) != arguments
+    ]
+
+
+@functools.cache
+def supported() -> bool:
+    """Whether this PyTorch has every overload the step calls, with the arguments it names."""
+    return not missing_overloads()
 
 
 def is_lenet(net: nn.Module) -> bool:
@@ -88,18 +132,34 @@ def _pool_forward(phases: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tenso
     return torch.maximum(top, bottom), (torch.sub(b, a), torch.sub(d, c), torch.sub(bottom, top))
 
 
+def _relu_backward(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """`grad` where `output` > 0, else 0: ReLU's backward, by autograd's kernel."""
+    return aten.threshold_backward.default(grad_output=grad, self=output, threshold=0)
+
+
 def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
     """Route the pooled gradient (...) to the winning phase of `out` (4, ...), which it fills.
     threshold_backward(g, m, 0) is a vectorised where(m > 0, g, 0)."""
     right_b, right_d, bottom = wins
     out_a, out_b, out_c, out_d = out.unbind(0)
-    g_bottom = aten.threshold_backward.default(grad, bottom, 0)
+    g_bottom = _relu_backward(grad, bottom)
     g_top = torch.sub(grad, g_bottom)
-    aten.threshold_backward.grad_input(g_top, right_b, 0, grad_input=out_b)
+    aten.threshold_backward.grad_input(grad_output=g_top, self=right_b, threshold=0, grad_input=out_b)
     torch.sub(g_top, out_b, out=out_a)
-    aten.threshold_backward.grad_input(g_bottom, right_d, 0, grad_input=out_d)
+    aten.threshold_backward.grad_input(grad_output=g_bottom, self=right_d, threshold=0, grad_input=out_d)
     torch.sub(g_bottom, out_d, out=out_c)
     return out
+
+
+def _conv_weight_backward(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weight and bias gradients of an unpadded, undilated convolution (no input gradient)."""
+    return aten.convolution_backward.default(
+        grad_output=grad, input=x, weight=weight, bias_sizes=[weight.shape[0]], stride=[stride, stride],
+        padding=[0, 0], dilation=[1, 1], transposed=False, output_padding=[0, 0], groups=1,
+        output_mask=[False, True, True],
+    )  # fmt: skip
 
 
 class FastLeNetStep:
@@ -110,7 +170,9 @@ class FastLeNetStep:
 
     def __init__(self, net: nn.Module, lr: float, momentum: float) -> None:
         if not is_lenet(net):
-            raise ValueError("FastLeNetStep takes a LeNet with Q26's layers")
+            raise InputError("FastLeNetStep takes a LeNet with Q26's layers")
+        if not supported():
+            raise InputError(f"FastLeNetStep needs aten overloads that torch {torch.__version__} lacks; use autograd")
         parameters = list(net.parameters())
         self.flat = torch.cat([p.detach().reshape(-1) for p in parameters])
         self.grad = torch.empty_like(self.flat)
@@ -144,36 +206,40 @@ class FastLeNetStep:
         z1 = torch.relu(torch.addmm(fb1, h, f1.t()))
         z2 = torch.relu(torch.addmm(fb2, z1, f2.t()))
         log_probs = torch.log_softmax(torch.addmm(fb3, z2, f3.t()), 1)
-        loss, total_weight = aten.nll_loss_forward.default(log_probs, labels, None, 1, -100)  # reduction: mean
+        loss, total_weight = aten.nll_loss_forward.default(
+            self=log_probs, target=labels, weight=None, reduction=MEAN, ignore_index=NO_IGNORED_CLASS
+        )
 
         # d loss / d logits, by the kernels autograd runs for cross_entropy's backward
-        g_log_probs = aten.nll_loss_backward.default(self.one, log_probs, labels, None, 1, -100, total_weight)
-        g_out = aten._log_softmax_backward_data.default(g_log_probs, log_probs, 1, torch.float32)
+        g_log_probs = aten.nll_loss_backward.default(
+            grad_output=self.one, self=log_probs, target=labels, weight=None, reduction=MEAN,
+            ignore_index=NO_IGNORED_CLASS, total_weight=total_weight,
+        )  # fmt: skip
+        g_out = aten._log_softmax_backward_data.default(
+            grad_output=g_log_probs, output=log_probs, dim=1, input_dtype=torch.float32
+        )
         g_w1, g_b1, g_w2, g_b2, g_f1, g_fb1, g_f2, g_fb2, g_f3, g_fb3 = self.grads
         torch.mm(g_out.t(), z2, out=g_f3)
         torch.sum(g_out, 0, out=g_fb3)
-        g_a2 = aten.threshold_backward.default(g_out.mm(f3), z2, 0)
+        g_a2 = _relu_backward(g_out.mm(f3), z2)
         torch.mm(g_a2.t(), z1, out=g_f2)
         torch.sum(g_a2, 0, out=g_fb2)
-        g_a1 = aten.threshold_backward.default(g_a2.mm(f2), z1, 0)
+        g_a1 = _relu_backward(g_a2.mm(f2), z1)
         torch.mm(g_a1.t(), h, out=g_f1)
         torch.sum(g_a1, 0, out=g_fb1)
-        g_m2 = aten.threshold_backward.default(g_a1.mm(f1).view(n, 16, 4, 4), p2, 0)
+        g_m2 = _relu_backward(g_a1.mm(f1).view(n, 16, 4, 4), p2)
         g_c2 = from_phases(_pool_backward(g_m2, wins2, torch.empty_like(c2)))  # (N, 16, 8, 8)
         # conv2's input gradient as a forward convolution, by the flipped kernel over the
         # zero-padded gradient; its weight gradient by oneDNN's kernel on channels-last copies.
         g_p1 = F.conv2d(g_c2, w2.flip(2, 3).transpose(0, 1), padding=4)
-        _, g_w2_, g_b2_ = aten.convolution_backward.default(
-            g_c2.contiguous(memory_format=CHANNELS_LAST), p1.contiguous(memory_format=CHANNELS_LAST), w2, [16],
-            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True],
-        )  # fmt: skip
+        _, g_w2_, g_b2_ = _conv_weight_backward(
+            g_c2.contiguous(memory_format=CHANNELS_LAST), p1.contiguous(memory_format=CHANNELS_LAST), w2, stride=1
+        )
         g_w2.copy_(g_w2_)
         g_b2.copy_(g_b2_)
-        g_m1 = aten.threshold_backward.default(g_p1, p1, 0)
+        g_m1 = _relu_backward(g_p1, p1)
         g_c1 = _pool_backward(g_m1, wins1, torch.empty_like(c1)).view(4 * n, 6, 12, 12)
-        _, g_w1_, g_b1_ = aten.convolution_backward.default(
-            g_c1, xs, w1, [6], [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True]
-        )
+        _, g_w1_, g_b1_ = _conv_weight_backward(g_c1, xs, w1, stride=2)
         g_w1.copy_(g_w1_)
         g_b1.copy_(g_b1_)
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_cpu
+from .errors import InputError
 from .fast_cpu import FastLeNetStep, is_lenet, tune_malloc
 from .model import LeNet, he_init_
 
@@ -27,9 +31,9 @@ def choose_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+        raise InputError(f"device must be auto, cpu or cuda, not {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda asked for, but CUDA is not available here")
+        raise InputError("device cuda asked for, but CUDA is not available here")
     return torch.device(name)
 
 
@@ -46,8 +50,8 @@ def evaluate(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: 
 
 
 # Cross-entropy over 10 classes starts near ln 10 = 2.3; a minibatch's mean loss above
-# this means the weights have blown up (at --lr 100 it reached 5e32, then the net sat at
-# one class, 11%), and no run of this network comes back from there to anything useful.
+# this means the weights have blown up, and no run of this network comes back from
+# there to anything useful (the README shows what --lr 100 does).
 DIVERGED_LOSS = 1000.0
 
 
@@ -57,6 +61,17 @@ def _check_loss(loss: float, epoch: int, minibatch: int) -> None:
             f"loss became {loss:.4g} at epoch {epoch}, minibatch {minibatch}: training diverged, "
             "the learning rate is too high"
         )
+
+
+def minibatches(n: int, batch_size: int) -> int:
+    """How many minibatches of at most `batch_size` cover `n` images: ceil(n / batch_size)."""
+    return -(-n // batch_size)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that the host's clock reads the work done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def backprop_deep(xtrain, ltrain, net, T, B=100, gamma=0.001, rho=0.9):
@@ -92,16 +107,32 @@ def backprop_deep(xtrain, ltrain, net, T, B=100, gamma=0.001, rho=0.9):
     return log
 
 
+INITS = ("pytorch", "he")  # the layers' own default, or He (kaiming-normal) with zero biases
+SCHEDULES = ("constant", "linear")  # linear: from lr down to 0 over the run
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How to train: initialisation, optimiser settings, batch size and learning-rate schedule."""
 
     name: str
-    init: str  # "pytorch" (the layers' own default) or "he"
+    init: str  # one of INITS
     lr: float
     momentum: float
     batch_size: int
-    schedule: str = "constant"  # or "linear": from lr down to 0 over the run
+    schedule: str = "constant"  # one of SCHEDULES
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise InputError(f"recipe {self.name!r}: init must be one of {INITS}, not {self.init!r}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"recipe {self.name!r}: schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"recipe {self.name!r}: lr must be positive and finite, not {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"recipe {self.name!r}: momentum must be in [0, 1), not {self.momentum}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"recipe {self.name!r}: batch_size must be a whole number >= 1, not {self.batch_size!r}")
 
     def make_net(self) -> LeNet:
         net = LeNet()
@@ -121,6 +152,7 @@ RECIPES = {
     "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear"),
 }
 ENGINES = ("auto", "autograd", "fast_cpu")
+CLASSES = 10  # MNIST's digits: the labels train() takes are 0-9
 
 
 @dataclass
@@ -131,9 +163,20 @@ class TrainResult:
     seconds: float = 0.0  # training so far, as of the last printed loss or epoch end
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class Steps(Protocol):
+    """An engine: the SGD steps of one run, which train() drives.
+
+    Each epoch train() calls `new_epoch(order)` with that epoch's permutation of the images,
+    then the engine once for each minibatch k = 0, 1, ..., in order; minibatch k is the
+    images order[k * batch_size : (k + 1) * batch_size]. Its mean loss lands in `losses[k]`,
+    a tensor on the device that train() reads only when it prints.
+    """
+
+    losses: torch.Tensor
+
+    def new_epoch(self, order: torch.Tensor) -> None: ...
+
+    def __call__(self, k: int) -> None: ...
 
 
 class _FastCPUSteps:
@@ -143,7 +186,7 @@ class _FastCPUSteps:
         tune_malloc()
         self.x, self.labels, self.recipe, self.total = x, labels, recipe, total
         self.fast = FastLeNetStep(net, recipe.lr, recipe.momentum)
-        self.losses = torch.zeros(-(-len(x) // recipe.batch_size))
+        self.losses = torch.zeros(minibatches(len(x), recipe.batch_size))
         self.order = torch.empty(0, dtype=torch.long)
         self.t = 0  # steps taken
 
@@ -151,7 +194,6 @@ class _FastCPUSteps:
         self.order = order
 
     def __call__(self, k: int) -> None:
-        """Minibatch k of the epoch."""
         size = self.recipe.batch_size
         idx = self.order[k * size : (k + 1) * size]
         self.fast.lr = float(self.recipe.lr_at(self.t, self.total))
@@ -162,10 +204,10 @@ class _FastCPUSteps:
 class _DeviceSteps:
     """SGD steps with all their state on the device, so that CUDA can capture one in a graph.
 
-    The minibatch is read from `order` at a device-side counter, the learning rate comes
-    from a device-side step count, and each loss lands in `losses`: a step needs nothing
-    from the host. SGD's update is torch.optim.SGD's (dampening 0), spelled with a tensor
-    learning rate.
+    A step reads its minibatch from `order` at a device-side minibatch counter `k`, its
+    learning rate from a device-side step count `t`, and writes its loss into `losses`: it
+    needs nothing from the host, and a graph replays it as it is. SGD's update is
+    torch.optim.SGD's (dampening 0), spelled with a tensor learning rate.
     """
 
     def __init__(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int) -> None:
@@ -177,7 +219,7 @@ class _DeviceSteps:
         self.offsets = torch.arange(recipe.batch_size, device=device)
         self.k = torch.zeros((), dtype=torch.long, device=device)  # minibatch within the epoch
         self.t = torch.zeros((), device=device)  # steps taken
-        self.losses = torch.zeros(-(-len(x) // recipe.batch_size), device=device)
+        self.losses = torch.zeros(minibatches(len(x), recipe.batch_size), device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def new_epoch(self, order: torch.Tensor) -> None:
@@ -185,11 +227,13 @@ class _DeviceSteps:
         self.k.zero_()
 
     def __call__(self, k: int) -> None:
-        """Minibatch k of the epoch: a graph replay where one was captured and the minibatch is full."""
+        """Minibatch k, which the device's counter also holds: the host needs k only for the
+        minibatch's size. A full one replays the graph, where one was captured; a short last
+        one runs eagerly, since a graph replays one shape only."""
         count = min(self.recipe.batch_size, len(self.x) - k * self.recipe.batch_size)
         if self.graph is not None and count == self.recipe.batch_size:
             self.graph.replay()
-        else:  # on the CPU, or a short last minibatch: a graph replays one shape only
+        else:
             self.step(count)
 
     def step(self, count: int) -> None:
@@ -206,24 +250,101 @@ class _DeviceSteps:
             self.k.add_(1)
             self.t.add_(1)
 
+    def _state(self) -> list[torch.Tensor]:
+        return [*self.params, *self.buffers, self.k, self.t, self.losses]
+
     def capture(self) -> None:
-        """Capture a full minibatch's step in a CUDA graph."""
-        saved = [p.detach().clone() for p in self.params]
-        # Warm up on a side stream, as the CUDA-graph docs ask; then undo the warm-up.
-        side = torch.cuda.Stream(self.x.device)
-        side.wait_stream(torch.cuda.current_stream(self.x.device))
+        """Capture a full minibatch's step in a CUDA graph, leaving no trace in the run.
+
+        The warm-up the CUDA-graph docs ask for (steps on a side stream) trains on minibatch
+        0 of the current order, which exists wherever a full minibatch does; afterwards the
+        weights, momentum, counters, losses and the CUDA generator are put back as they were.
+        A data set smaller than one minibatch has no full minibatch, and no graph."""
+        if len(self.x) < self.recipe.batch_size:
+            return
+        device = self.x.device
+        saved = [s.detach().clone() for s in self._state()]
+        rng = torch.cuda.get_rng_state(device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(3):
+                self.k.zero_()
                 self.step(self.recipe.batch_size)
-        torch.cuda.current_stream(self.x.device).wait_stream(side)
+        torch.cuda.current_stream(device).wait_stream(side)
         with torch.no_grad():
-            for p, s in zip(self.params, saved, strict=True):
-                p.copy_(s)
-            for state in (*self.buffers, self.k, self.t):
-                state.zero_()
+            for state, value in zip(self._state(), saved, strict=True):
+                state.copy_(value)
+        torch.cuda.set_rng_state(rng, device)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.step(self.recipe.batch_size)
+
+
+def _check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
+    """Refuse, on the host and before any work, what would fail or read out of bounds on the device."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"epochs must be a whole number >= 1, not {epochs!r}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+        raise InputError(f"images must be (N, 1, 28, 28), not {tuple(x.shape)}")
+    if len(x) == 0:
+        raise InputError("no images to train on")
+    if not x.is_floating_point():
+        raise InputError(f"images must be floating point, not {x.dtype}")
+    if labels.dim() != 1 or len(labels) != len(x):
+        raise InputError(f"labels must be (N,) = ({len(x)},) for {len(x)} images, not {tuple(labels.shape)}")
+    if labels.dtype != torch.int64:
+        raise InputError(f"labels must be int64 (torch.long), not {labels.dtype}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= CLASSES:
+        raise InputError(f"labels must be 0-{CLASSES - 1}: found {low if low < 0 else high}")
+
+
+def _make_steps(
+    engine: str, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int
+) -> Steps:
+    """The engine `engine` names. "auto" is fast_cpu for a LeNet on the CPU where this PyTorch has the
+    overloads it calls (`fast_cpu.supported()`), else autograd, captured in a graph on CUDA."""
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if engine == "auto":
+        engine = "fast_cpu" if x.device.type == "cpu" and is_lenet(net) and fast_cpu.supported() else "autograd"
+    if engine == "fast_cpu":
+        return _FastCPUSteps(net, x, labels, recipe, total)
+    steps = _DeviceSteps(net, x, labels, recipe, total)
+    if x.device.type == "cuda":
+        steps.capture()
+    return steps
+
+
+def _checked_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> list[float]:
+    """Minibatches start+1 .. stop of the epoch: their losses, each checked for divergence."""
+    values = losses[start:stop].tolist()
+    for offset, value in enumerate(values):
+        _check_loss(value, epoch, start + offset + 1)
+    return values
+
+
+class _Stopwatch:
+    """Seconds of work on `device` since it was made: each reading waits for the device,
+    and the time spent inside `paused()` is left out."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        sync(device)
+        self.start, self.excluded = time.perf_counter(), 0.0
+
+    def seconds(self) -> float:
+        sync(self.device)
+        return time.perf_counter() - self.start - self.excluded
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - start
 
 
 def train(
@@ -246,60 +367,42 @@ def train(
     The arithmetic is `backprop_deep`'s (same loss, optimiser and minibatches for the
     same permutations; the recipe's schedule aside), but the data sits on the device
     once and the losses stay there until they are printed every 100 minibatches.
-    `engine` "fast_cpu" trains a LeNet on the CPU with `fast_cpu.FastLeNetStep` (and sets
-    glibc's malloc to keep freed memory, process-wide); "autograd" uses `_DeviceStep`,
-    captured in a CUDA graph on CUDA; "auto" picks fast_cpu for a LeNet on the CPU.
-    `seed` fixes the initial weights and, unless `rng` is given, the shuffling.
-    `on_epoch(epoch, result)` runs after each epoch and `on_log(epoch, minibatch, result)`
-    at each printed loss, both outside the timing.
+    `engine` picks the steps (`Steps`): "fast_cpu" trains a LeNet on the CPU with
+    `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide);
+    "autograd" uses `_DeviceSteps`, captured in a CUDA graph on CUDA; "auto" picks fast_cpu
+    for a LeNet on the CPU. `seed` fixes the initial weights and, unless `rng` is given,
+    the shuffling. `on_epoch(epoch, result)` runs after each epoch and
+    `on_log(epoch, minibatch, result)` at each printed loss, both outside the timing.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    _check_data(xtrain, ltrain, epochs)
     device = choose_device(device) if isinstance(device, str) else device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed) if rng is None else rng
     net = (recipe.make_net() if net is None else net).to(device)
-    x = xtrain.to(device).contiguous()
-    labels = ltrain.to(device)
-    n, size = len(x), recipe.batch_size
-    batches = -(-n // size)
-    total = epochs * batches
-    if engine == "auto":
-        engine = "fast_cpu" if device.type == "cpu" and is_lenet(net) else "autograd"
-
-    if engine == "fast_cpu":
-        steps: _FastCPUSteps | _DeviceSteps = _FastCPUSteps(net, x, labels, recipe, total)
-    else:
-        steps = _DeviceSteps(net, x, labels, recipe, total)
-        if device.type == "cuda":
-            steps.capture()
+    x, labels = xtrain.to(device).contiguous(), ltrain.to(device)
+    n, batches = len(x), minibatches(len(x), recipe.batch_size)
+    steps = _make_steps(engine, net, x, labels, recipe, epochs * batches)
 
     result = TrainResult(net)
     for epoch in range(1, epochs + 1):
-        _sync(device)
-        start, paused = time.perf_counter(), 0.0
+        clock = _Stopwatch(device)
         steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
-        block = 0
+        logged = 0  # minibatches of this epoch whose losses were read
         for k in range(batches):
             steps(k)
             if k % LOG_EVERY == LOG_EVERY - 1:
-                recent = steps.losses[block : k + 1].tolist()
-                for offset, value in enumerate(recent):
-                    _check_loss(value, epoch, block + offset + 1)
+                recent = _checked_losses(steps.losses, logged, k + 1, epoch)
+                logged = k + 1
                 mean = sum(recent) / len(recent)
                 result.loss_log.append([epoch, k + 1, mean])
                 if log is not None:
                     log("[%d, %5d] loss: %.3f" % (epoch, k + 1, mean))
                 if on_log is not None:
-                    result.seconds = sum(result.epoch_seconds) + time.perf_counter() - start - paused
-                    pause = time.perf_counter()
-                    on_log(epoch, k + 1, result)
-                    paused += time.perf_counter() - pause
-                block = k + 1
-        for offset, value in enumerate(steps.losses[block:batches].tolist()):
-            _check_loss(value, epoch, block + offset + 1)
-        _sync(device)
-        result.epoch_seconds.append(time.perf_counter() - start - paused)
+                    result.seconds = sum(result.epoch_seconds) + clock.seconds()
+                    with clock.paused():
+                        on_log(epoch, k + 1, result)
+        _checked_losses(steps.losses, logged, batches, epoch)
+        result.epoch_seconds.append(clock.seconds())
         result.seconds = sum(result.epoch_seconds)
         if on_epoch is not None:
             on_epoch(epoch, result)

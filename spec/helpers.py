@@ -1,4 +1,4 @@
-"""Small helpers shared by the tensor and NumPy-bridge questions (Q1-Q14)."""
+"""Small helpers and constants shared by the question modules."""
 
 from __future__ import annotations
 
@@ -12,6 +12,15 @@ from hypothesis.extra.numpy import array_shapes
 
 # The notebook prints 4 decimals: a printed value v stands for anything within half a unit of the last digit.
 PRINTED_ATOL = 5e-5
+
+# MNIST's two splits and their sizes.
+SPLITS = ("training", "testing")
+SPLIT_SIZES = {"training": 60_000, "testing": 10_000}
+# Normalised pixels: float32 carries about 7 digits, so 2 v / 255 - 1 computed in float32 is within a
+# few 1e-8 of the exact value.
+PIXEL_ATOL = 1e-6
+# The warning torch gives for .grad of a tensor that is not a leaf (Q17, Q19).
+NON_LEAF_GRAD_WARNING = r"\.grad attribute of a Tensor that is not a leaf Tensor is being accessed"
 
 # Hypothesis for the spec: few examples, no deadline (the first CUDA call is slow). The `device` fixture is
 # function-scoped but immutable, so sharing it between examples is safe.

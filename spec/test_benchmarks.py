@@ -43,17 +43,13 @@ import torch
 import mnist_lab
 from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
 from mnist_lab.fast_cpu import tune_malloc
+from mnist_lab.train import sync
 
 pytestmark = pytest.mark.timeout(1800)  # rounds of whole epochs, on a slow machine too
 
 TARGET = 98.0  # percent test accuracy
 PLANNED_EPOCHS = 2  # the run the time to TARGET is measured in
 ROUNDS = 5  # timed rounds of an epoch benchmark
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def record(benchmark: Any, device: torch.device, images: int, **extra: Any) -> None:

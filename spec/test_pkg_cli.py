@@ -317,3 +317,31 @@ def test_ctrl_c_during_training_ends_cleanly_and_keeps_old_outputs(
     assert (tmp_path / "out.json").read_text() == "previous results\n", "the --json target was replaced or truncated"
     assert (tmp_path / "w.pt").read_bytes() == b"previous weights", "the --save target was replaced or truncated"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "w.pt"], "temporary files were left behind"
+
+
+def test_a_reader_that_stops_reading_is_a_normal_end(mnist_folder: tuple[Path, dict], tmp_path: Path) -> None:
+    """`python -m mnist_lab show | head -3`: the pipe closes before the digit is written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_lab", "show", "--index", "3"],
+        cwd=tmp_path, env=cli_env(mnist_folder[0]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # before the command has written anything: it is still importing torch
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, f"exit status {proc.returncode} on a closed pipe; stderr:\n{stderr}"
+    assert stderr == "", f"a closed pipe put this on stderr:\n{stderr}"
+
+
+def test_errors_that_are_not_bad_input_are_not_called_bad_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 says "your arguments": a bug (torch's own ValueError, an IndexError) keeps its traceback."""
+    for error in (ValueError("a bug in the package"), IndexError("another")):
+
+        def broken(args: object, error: Exception = error) -> None:
+            raise error
+
+        monkeypatch.setattr(cli, "_show", broken)
+        with pytest.raises(type(error), match=str(error)):
+            cli.main(["show"])
+    capsys.readouterr()

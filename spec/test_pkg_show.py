@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from mnist_lab import show
+from spec.helpers import SPLITS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
-SPLITS = ("training", "testing")
 
 
 # --- a minimal PNG reader: 8-bit, non-interlaced, any colour type, any row filter -------------------------

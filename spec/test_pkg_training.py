@@ -4,8 +4,10 @@ stops the run, CPU runs repeat exactly, and the fast path computes what the prin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import io
 
 import numpy as np
 import pytest
@@ -13,8 +15,18 @@ import torch
 import torch.nn.functional as F
 
 import mnist_lab
-from mnist_lab import RECIPES, TrainingDivergedError, backprop_deep, choose_device, evaluate, train
+from mnist_lab import (
+    RECIPES,
+    InputError,
+    TrainingDivergedError,
+    backprop_deep,
+    choose_device,
+    evaluate,
+    fast_cpu,
+    train,
+)
 from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
+from mnist_lab.train import _DeviceSteps
 from spec.cells import accuracy
 
 # The package's default recipe over seeds 0-3 on the CPU (README): 98.53-98.82% after 3 epochs,
@@ -160,38 +172,151 @@ def test_different_seeds_differ(subset) -> None:
 
 # Both paths agree to float rounding, but SGD amplifies rounding: once a ReLU input or a
 # pooling tie sits within rounding of its threshold, the two runs take different branches
-# and part. At the printed learning rate (0.001) that did not happen within 60 steps for
-# any seed tried, on 1 thread or 2; at 0.02-0.05 it happened after 6 to 50 steps, for
-# the plain loop against itself on another thread count too. So the comparisons run 40
-# steps at lr 0.001 and 2 steps at the default's 0.05.
+# and part, and the larger the learning rate, the sooner. So the comparisons run many
+# steps at the printed learning rate (0.001) and few at the default's 0.05 (README).
 STEPS = {"assignment": 40, "default": 2}
+B = 100  # both recipes' minibatch size
+# Every way a data set can end: no full minibatch (1, B - 1), only full ones (B), one image
+# over (B + 1), a half minibatch after one or two full ones (1.5 B, 2.5 B).
+SIZES = [1, B - 1, B, B + 1, 3 * B // 2, 5 * B // 2]
+
+
+def assert_trains_as_the_printed_loop(
+    x: torch.Tensor, labels: torch.Tensor, recipe: str, engine: str, epochs: int, device: torch.device
+) -> None:
+    """Same start, same permutations, same settings (the printed loop has no schedule, so the
+    learning rate is held constant): train() and backprop_deep end with the same weights."""
+    chosen = dataclasses.replace(RECIPES[recipe], schedule="constant")
+    assert chosen.batch_size == B, f"recipe {recipe} has minibatches of {chosen.batch_size}, this test's B is {B}"
+    x, labels = x.to(device), labels.to(device)
+    torch.manual_seed(0)
+    start = chosen.make_net().to(device)
+    plain, fast = copy.deepcopy(start), copy.deepcopy(start)
+    np.random.seed(7)
+    with contextlib.redirect_stdout(io.StringIO()):
+        backprop_deep(x, labels, plain, T=epochs, B=B, gamma=chosen.lr, rho=chosen.momentum)
+    result = train(
+        x, labels, recipe=chosen, epochs=epochs, net=fast, rng=np.random.RandomState(7), device=device, log=None,
+        engine=engine,
+    )  # fmt: skip
+    for (name, got), want in zip(result.net.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(
+            got, want, rtol=1e-4, atol=5e-5,
+            msg=lambda m, name=name: f"{len(x)} images, {epochs} epochs: {name} differs from backprop_deep's: {m}",
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("engine", ["auto", "autograd"])
 @pytest.mark.parametrize("recipe", ["assignment", "default"])
 def test_fast_path_trains_the_weights_the_printed_loop_trains(
-    subset, device: torch.device, recipe: str, engine: str, capsys: pytest.CaptureFixture[str]
+    subset, device: torch.device, recipe: str, engine: str
 ) -> None:
-    """Same start, same permutation, same settings: the same weights after STEPS minibatches.
-    (The printed loop has no schedule, so the learning rate is held constant here.) On the
-    CPU, "auto" is the fast CPU step and "autograd" the step CUDA captures in a graph. The
-    last minibatch is half full, as a data set's last one may be (and a CUDA graph cannot replay)."""
-    chosen = dataclasses.replace(RECIPES[recipe], schedule="constant")
-    x, labels = (t[: STEPS[recipe] * chosen.batch_size - chosen.batch_size // 2].to(device) for t in subset)
-    torch.manual_seed(0)
-    start = chosen.make_net().to(device)
-    plain, fast = copy.deepcopy(start), copy.deepcopy(start)
-    np.random.seed(7)
-    backprop_deep(x, labels, plain, T=1, B=chosen.batch_size, gamma=chosen.lr, rho=chosen.momentum)
-    result = train(
-        x, labels, recipe=chosen, epochs=1, net=fast, rng=np.random.RandomState(7), device=device, log=None,
-        engine=engine,
-    )  # fmt: skip
-    capsys.readouterr()
-    for (name, got), want in zip(result.net.named_parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(
-            got, want, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name} differs from backprop_deep's: {m}"
-        )
+    """STEPS minibatches, the last half full. On the CPU, "auto" is the fast CPU step and
+    "autograd" the step CUDA captures in a graph."""
+    x, labels = (t[: STEPS[recipe] * B - B // 2] for t in subset)
+    assert_trains_as_the_printed_loop(x, labels, recipe, engine, 1, device)
+
+
+@pytest.mark.parametrize("engine", ["auto", "autograd"])
+@pytest.mark.parametrize("recipe", ["assignment", "default"])
+@pytest.mark.parametrize("n", SIZES)
+def test_every_data_set_size_trains_as_the_printed_loop(
+    subset, device: torch.device, n: int, recipe: str, engine: str
+) -> None:
+    """Two epochs of n images, whatever n leaves for the last minibatch: on CUDA a graph replays
+    the full ones, and neither its capture nor its warm-up may read past the data or leave a trace."""
+    x, labels = (t[:n] for t in subset)
+    assert_trains_as_the_printed_loop(x, labels, recipe, engine, 2, device)
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("engine", ["auto", "autograd"])
+@pytest.mark.parametrize("recipe", ["assignment", "default"])
+def test_an_epoch_of_all_of_mnist_runs_every_minibatch(mnist, device: torch.device, recipe: str, engine: str) -> None:
+    x, labels = mnist["training"]
+    result = train(x, labels, recipe=RECIPES[recipe], epochs=1, seed=0, device=device, log=None, engine=engine)
+    assert [row[:2] for row in result.loss_log] == [[1, k] for k in range(100, 601, 100)], (
+        f"printed losses at {[row[:2] for row in result.loss_log]}, not at minibatches 100, 200, ..., 600 of epoch 1"
+    )
+    losses = [row[2] for row in result.loss_log]
+    assert losses[-1] < losses[0], f"{recipe} on {device.type}: the loss does not fall over an epoch: {losses}"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("n", [B, 5 * B // 2])
+def test_capturing_the_cuda_graph_leaves_no_trace(subset, n: int) -> None:
+    """The warm-up before a capture trains for real; afterwards weights, momentum, counters,
+    losses and the CUDA generator must be as they were."""
+    x, labels = (t[:n].to("cuda") for t in subset)
+    recipe = RECIPES["default"]
+    steps = _DeviceSteps(recipe.make_net().cuda(), x, labels, recipe, total=10)
+    steps.new_epoch(torch.randperm(n, device="cuda"))
+    before, rng = [s.detach().clone() for s in steps._state()], torch.cuda.get_rng_state()
+    steps.capture()
+    assert steps.graph is not None, f"no graph captured for {n} images"
+    for i, (after, was) in enumerate(zip(steps._state(), before, strict=True)):
+        torch.testing.assert_close(after, was, rtol=0, atol=0, msg=lambda m, i=i: f"state {i} changed: {m}")
+    assert torch.equal(torch.cuda.get_rng_state(), rng), "the capture moved the CUDA generator"
+
+
+BAD_DATA = {
+    "no images": (lambda x, labels: (x[:0], labels[:0]), "no images to train on"),
+    "fewer labels": (lambda x, labels: (x, labels[:-1]), r"labels must be \(N,\) = \(150,\)"),
+    "int32 labels": (lambda x, labels: (x, labels.int()), "labels must be int64"),
+    "label 10": (lambda x, labels: (x, torch.cat([labels[:-1], torch.tensor([10])])), "labels must be 0-9: found 10"),
+    "label -1": (lambda x, labels: (x, torch.cat([torch.tensor([-1]), labels[1:]])), "labels must be 0-9: found -1"),
+    "flat images": (lambda x, labels: (x.view(len(x), 784), labels), r"images must be \(N, 1, 28, 28\)"),
+    "uint8 images": (lambda x, labels: (x.byte(), labels), "images must be floating point"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_train_refuses_data_before_any_work(subset, device: torch.device, case: str) -> None:
+    """Checked on the host: on CUDA a bad label or size would be a device-side assert instead."""
+    change, message = BAD_DATA[case]
+    x, labels = change(*(t[:150] for t in subset))
+    with pytest.raises(InputError, match=message):
+        train(x.to(device), labels.to(device), epochs=1, device=device, log=None)
+
+
+def test_train_refuses_a_run_of_no_epochs(subset) -> None:
+    with pytest.raises(InputError, match="epochs must be a whole number >= 1, not 0"):
+        train(*subset, epochs=0, device="cpu", log=None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("init", "kaiming", "init must be one of"),
+        ("schedule", "cosine", "schedule must be one of"),
+        ("lr", 0.0, "lr must be positive"),
+        ("lr", float("nan"), "lr must be positive"),
+        ("momentum", 1.0, r"momentum must be in \[0, 1\)"),
+        ("batch_size", 0, "batch_size must be a whole number >= 1"),
+        ("batch_size", 2.5, "batch_size must be a whole number >= 1"),
+    ],
+)
+def test_a_recipe_refuses_unknown_settings(field: str, value: object, message: str) -> None:
+    """A misspelt init or schedule would otherwise train with another one, silently."""
+    with pytest.raises(InputError, match=message):
+        dataclasses.replace(RECIPES["default"], **{field: value})
+
+
+def test_this_torch_has_the_overloads_the_fast_cpu_step_calls() -> None:
+    """Every torch the project is tested on must run the fast path, or the figures in the README are not its."""
+    missing = fast_cpu.missing_overloads()
+    assert not missing, f"torch {torch.__version__} lacks or renamed {missing}: train() falls back to autograd"
+
+
+def test_without_those_overloads_train_falls_back_to_autograd(subset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_cpu, "supported", lambda: False)
+    net = RECIPES["assignment"].make_net()
+    with pytest.raises(InputError, match="aten overloads"):
+        FastLeNetStep(net, lr=0.001, momentum=0.9)
+    x, labels = (t[:200] for t in subset)
+    train(x, labels, recipe=RECIPES["assignment"], epochs=1, net=net, device="cpu", log=None)
+    storages = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    assert len(storages) == len(list(net.parameters())), "the fast CPU step ran (its one flat buffer is there)"
 
 
 @pytest.mark.parametrize("recipe", ["assignment", "default"])

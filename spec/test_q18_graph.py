@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-# The `device` fixture is function-scoped but immutable, so sharing it across examples is safe.
-PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+from spec.helpers import PROPERTY
+
 FINITE_2X2 = hnp.arrays(np.float32, (2, 2), elements=st.floats(-1e3, 1e3, width=32))
 
 

@@ -24,7 +24,7 @@ import warnings
 import pytest
 import torch
 
-NON_LEAF_GRAD_WARNING = r"\.grad attribute of a Tensor that is not a leaf Tensor is being accessed"
+from spec.helpers import NON_LEAF_GRAD_WARNING
 
 
 def _backpropagated(device: torch.device) -> dict[str, torch.Tensor]:

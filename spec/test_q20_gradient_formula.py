@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-# The `device` fixture is function-scoped but immutable, so sharing it across examples is safe.
-PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+from spec.helpers import PROPERTY
+
 FINITE = st.floats(-1e4, 1e4, width=32)
 # float32 autograd against the float64 formula: a few ulps of 1.5 x + 3, which is at most ~1.5e4.
-RTOL, ATOL = 1e-5, 1e-5
+RTOL, PIXEL_ATOL = 1e-5, 1e-5
 
 
 def f_of(x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def autograd_gradient(values: np.ndarray, device: torch.device) -> np.ndarray:
 def test_gradient_is_1_5_x_plus_3_for_any_2x2_x(device: torch.device, values: np.ndarray) -> None:
     expected = 1.5 * values.astype(np.float64) + 3
     np.testing.assert_allclose(
-        autograd_gradient(values, device), expected, rtol=RTOL, atol=ATOL, err_msg=f"x = {values.tolist()}"
+        autograd_gradient(values, device), expected, rtol=RTOL, atol=PIXEL_ATOL, err_msg=f"x = {values.tolist()}"
     )
 
 
@@ -65,7 +65,7 @@ def test_gradient_is_1_5_x_plus_3_for_any_2x2_x(device: torch.device, values: np
 def test_gradient_is_1_5_x_plus_3_for_any_four_entries(device: torch.device, values: np.ndarray) -> None:
     expected = 1.5 * values.astype(np.float64) + 3
     np.testing.assert_allclose(
-        autograd_gradient(values, device), expected, rtol=RTOL, atol=ATOL, err_msg=f"x = {values.tolist()}"
+        autograd_gradient(values, device), expected, rtol=RTOL, atol=PIXEL_ATOL, err_msg=f"x = {values.tolist()}"
     )
 
 
@@ -74,7 +74,7 @@ def test_gradient_is_1_5_x_plus_3_for_any_four_entries(device: torch.device, val
 def test_gradient_is_6_x_plus_2_over_n_for_any_shape(device: torch.device, values: np.ndarray) -> None:
     expected = 6 * (values.astype(np.float64) + 2) / values.size
     np.testing.assert_allclose(
-        autograd_gradient(values, device), expected, rtol=RTOL, atol=ATOL, err_msg=f"x = {values.tolist()}"
+        autograd_gradient(values, device), expected, rtol=RTOL, atol=PIXEL_ATOL, err_msg=f"x = {values.tolist()}"
     )
 
 

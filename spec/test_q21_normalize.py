@@ -27,13 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from spec.helpers import PIXEL_ATOL, SPLIT_SIZES, SPLITS
 from spec.impl import impl
-
-# float32 carries about 7 digits: 2 v / 255 - 1 computed in float32 is within a few 1e-8 of the exact value.
-ATOL = 1e-6
-
-SPLITS = ("training", "testing")
-SIZES = {"training": 60_000, "testing": 10_000}
 
 
 def _exact(values: np.ndarray) -> np.ndarray:
@@ -43,17 +38,17 @@ def _exact(values: np.ndarray) -> np.ndarray:
 def assert_maps_linearly(pixels: np.ndarray, out: np.ndarray, what: str) -> None:
     """Each pixel v went to 2 v / 255 - 1; the message, in one line, names the first one that did not."""
     expected = _exact(pixels)
-    off = np.abs(np.asarray(out, dtype=np.float64) - expected) > ATOL
+    off = np.abs(np.asarray(out, dtype=np.float64) - expected) > PIXEL_ATOL
     if off.any():
         first = tuple(np.argwhere(off)[0])
         raise AssertionError(
             f"{what}: pixel value {pixels[first]} became {float(out[first]):.6g}, not 2 v / 255 - 1 = "
-            f"{expected[first]:.6g} ({int(off.sum())} of {off.size} pixels off by more than {ATOL:g})"
+            f"{expected[first]:.6g} ({int(off.sum())} of {off.size} pixels off by more than {PIXEL_ATOL:g})"
         )
 
 
 def assert_near(value: float, target: float, what: str) -> None:
-    assert abs(float(value) - target) <= ATOL, f"{what}: {float(value):.6g}, not {target:g}"
+    assert abs(float(value) - target) <= PIXEL_ATOL, f"{what}: {float(value):.6g}, not {target:g}"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +73,9 @@ def test_endpoints_and_midpoint(all_pixel_values: tuple[np.ndarray, np.ndarray])
     # 127.5 is not a uint8: the linear map sends it to the midpoint of 127's and 128's images.
     assert_near((out[127] + out[128]) / 2, 0.0, "127.5 (the midpoint of 127 and 128) maps to")
     worst = float(np.abs(out[::-1] + out).max())
-    assert worst <= ATOL, f"the map is not odd about 127.5: v and 255 - v map to values off by {worst:.3g} from -x, x"
+    assert worst <= PIXEL_ATOL, (
+        f"the map is not odd about 127.5: v and 255 - v map to values off by {worst:.3g} from -x, x"
+    )
 
 
 def test_strictly_increasing_and_within_minus_one_one(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
@@ -87,7 +84,7 @@ def test_strictly_increasing_and_within_minus_one_one(all_pixel_values: tuple[np
     assert out.min() >= -1.0, f"minimum {out.min()!r} is below -1"
     assert out.max() <= 1.0, f"maximum {out.max()!r} is above 1"
     steps = np.diff(out.astype(np.float64))
-    assert np.abs(steps - 2 / 255).max() <= ATOL, (
+    assert np.abs(steps - 2 / 255).max() <= PIXEL_ATOL, (
         f"unequal steps between pixel values: {steps.min():.6g} to {steps.max():.6g}"
     )
 
@@ -117,7 +114,7 @@ def test_columns_keep_their_shape_and_the_input_is_not_modified() -> None:
 @pytest.mark.parametrize("split", SPLITS)
 def test_real_data_normalised(split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     columns, _ = mnist_columns[split]
-    assert columns.shape == (784, SIZES[split]), f"the {split} columns are {columns.shape}"
+    assert columns.shape == (784, SPLIT_SIZES[split]), f"the {split} columns are {columns.shape}"
     assert columns.dtype == np.uint8
     checksum = int(columns.sum(dtype=np.int64))
     out = impl.normalize_MNIST_images(columns)

@@ -30,10 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spec.cells import layout, normalize_as_printed
-
-SPLITS = ("training", "testing")
-SIZES = {"training": 60_000, "testing": 10_000}
-ATOL = 1e-6
+from spec.helpers import PIXEL_ATOL, SPLIT_SIZES, SPLITS
 
 
 def _by_direct_indexing(columns: np.ndarray) -> np.ndarray:
@@ -46,10 +43,12 @@ def _by_direct_indexing(columns: np.ndarray) -> np.ndarray:
 
 
 def _disagreement(what: str, difference: torch.Tensor) -> str:
-    """Where two large arrays differ by more than ATOL, in one line."""
+    """Where two large arrays differ by more than PIXEL_ATOL, in one line."""
     where = tuple(int(i) for i in np.unravel_index(int(difference.argmax()), tuple(difference.shape)))
-    count = int((difference > ATOL).sum())
-    return f"{what} disagree at {count} pixels, by up to {float(difference.max()):g} at {where} (tolerance {ATOL:g})"
+    count = int((difference > PIXEL_ATOL).sum())
+    return (
+        f"{what} disagree at {count} pixels, by up to {float(difference.max()):g} at {where} (tolerance {PIXEL_ATOL:g})"
+    )
 
 
 @st.composite
@@ -89,7 +88,7 @@ def split(request: pytest.FixtureRequest) -> str:
 
 def test_the_normalised_real_data_takes_the_printed_shapes(split: str, normalised) -> None:
     normalised = normalised[split]
-    n = SIZES[split]
+    n = SPLIT_SIZES[split]
     assert normalised.shape == (784, n), (
         f"normalize_MNIST_images turned the {split} columns (784, {n}) into {normalised.shape}: "
         f"cell [31] reshapes its result to (28, 28, 1, {n})"
@@ -109,4 +108,6 @@ def test_the_laid_out_images_are_the_printed_cells_images(
     got = torch.from_numpy(np.ascontiguousarray(layout(normalised[:, :100])))
     want = torch.from_numpy(np.ascontiguousarray(layout(normalize_as_printed(columns[:, :100]))))
     difference = (got - want).abs()
-    assert float(difference.max()) <= ATOL, _disagreement(f"{split}: these images and the printed cells'", difference)
+    assert float(difference.max()) <= PIXEL_ATOL, _disagreement(
+        f"{split}: these images and the printed cells'", difference
+    )

@@ -27,11 +27,11 @@ import pytest
 import torch
 
 from spec.cells import layout
+from spec.helpers import SPLITS
 from spec.impl import impl
 from spec.printed import TEST_LABEL_42, TRAIN_LABEL_42
 
 EXPECTED_LABEL = {"training": TRAIN_LABEL_42, "testing": TEST_LABEL_42}
-SPLITS = ("training", "testing")
 
 
 @pytest.fixture(params=SPLITS)

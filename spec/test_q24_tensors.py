@@ -27,14 +27,12 @@ import pytest
 import torch
 
 from spec.cells import layout
+from spec.helpers import PIXEL_ATOL, SPLIT_SIZES, SPLITS
 from spec.impl import impl
 from spec.printed import TEST_FIRST_LABELS, TEST_LABEL_COUNTS, TRAIN_FIRST_LABELS, TRAIN_LABEL_COUNTS
 
-SPLITS = ("training", "testing")
-SIZES = {"training": 60_000, "testing": 10_000}
 LABEL_COUNTS = {"training": TRAIN_LABEL_COUNTS, "testing": TEST_LABEL_COUNTS}
 FIRST_LABELS = {"training": TRAIN_FIRST_LABELS, "testing": TEST_FIRST_LABELS}
-ATOL = 1e-6
 
 
 @pytest.fixture(scope="module", params=SPLITS)
@@ -53,7 +51,7 @@ def tensors(split: str, normalised, mnist_columns) -> tuple[torch.Tensor, torch.
 
 def test_types_dtypes_and_sizes_as_printed(split: str, tensors: tuple[torch.Tensor, torch.Tensor]) -> None:
     images, labels = tensors
-    n = SIZES[split]
+    n = SPLIT_SIZES[split]
     printed = [
         f"{type(images)} {images.dtype} {images.size()}",
         f"{type(labels)} {labels.dtype} {labels.size()}",
@@ -82,8 +80,8 @@ def test_images_normalised_to_minus_one_one(split: str, tensors: tuple[torch.Ten
     low, high = (float(v) for v in torch.aminmax(images))  # a NaN anywhere would make these NaN
     assert low >= -1.0, f"{split} images go down to {low}, below -1"
     assert high <= 1.0, f"{split} images go up to {high}, above 1"
-    torch.testing.assert_close(low, -1.0, rtol=0, atol=ATOL, msg=f"{split}: the background must be -1")
-    torch.testing.assert_close(high, 1.0, rtol=0, atol=ATOL, msg=f"{split}: full ink must be 1")
+    torch.testing.assert_close(low, -1.0, rtol=0, atol=PIXEL_ATOL, msg=f"{split}: the background must be -1")
+    torch.testing.assert_close(high, 1.0, rtol=0, atol=PIXEL_ATOL, msg=f"{split}: full ink must be 1")
     # Every image has a background and some ink.
     per_image_min, per_image_max = torch.aminmax(images.reshape(len(images), -1), dim=1)
     assert bool((per_image_min < -0.99).all()), f"some {split} images have no background pixel"
