@@ -36,6 +36,7 @@ from spec.contract import question_of
 from spec.cuda_health import CudaHealth
 from spec.grading import GradeReport
 from spec.impl import IMPL_ENV, grading, implementation_name, is_file, load_implementation, student_location
+from spec.measure import Measure
 
 pytest_plugins = ["pytester"]  # spec/test_spec_cuda_health.py runs pytest inside pytest
 
@@ -58,6 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--grade-report", metavar="PATH", help="write each question's verdict to PATH.json and PATH.md")
     group.addoption("--train-seed", type=int, default=0, help="seed of the training runs of Q29-Q33 (default 0)")
+    group.addoption(
+        "--report", metavar="DIR", help="write DIR/report.md and DIR/report.html: printed against measured, with plots"
+    )
+    group.addoption("--report-sweep", metavar="PATH", help="with --report: a seed sweep's JSON, plotted as a histogram")
+    group.addoption(
+        "--report-benchmarks", metavar="PATH", help="with --report: pytest-benchmark's JSON, plotted per device"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,6 +85,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(CudaHealth(), CUDA_HEALTH)
     if grading() or config.getoption("--grade-report"):
         config.pluginmanager.register(GradeReport(config), "mnist-lab-grade-report")
+    if config.getoption("--report") or config.getoption("--report-sweep") or config.getoption("--report-benchmarks"):
+        from spec.report import SpecReport  # matplotlib, the report extra, only here
+
+        config.pluginmanager.register(SpecReport.from_config(config), "mnist-lab-report")
     # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
     config.stash[_HYPOTHESIS_DIR] = tempfile.mkdtemp(prefix="mnist-lab-hypothesis-")
     set_hypothesis_home_dir(config.stash[_HYPOTHESIS_DIR])
@@ -167,6 +179,12 @@ def _seeded_rng(request: pytest.FixtureRequest):
     torch.set_rng_state(cpu_state)
     if cuda_states is not None and health.ok:
         torch.cuda.set_rng_state_all(cuda_states)
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest) -> Measure:
+    """`measure(name, value, device)` and `measure.series(kind, ...)`: what this test measured, for --report."""
+    return Measure(request.node)
 
 
 @pytest.fixture(scope="session")

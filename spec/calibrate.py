@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from spec.cells import accuracy, as_tensors, normalize_as_printed, train_as_printed
+from spec.cells import as_tensors, normalize_as_printed, train_as_printed
 from spec.impl import impl
 
 
@@ -38,16 +38,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     data = {split: as_tensors(*impl.load(split), normalize_as_printed) for split in ("training", "testing")}
-    xtest, ltest = data["testing"]
     rows = []
     for seed in args.seeds:
         start = time.perf_counter()
-        per_epoch: list[float] = []
-
-        def evaluate(epoch: int, net: torch.nn.Module, per_epoch: list[float] = per_epoch) -> None:
-            per_epoch.append(accuracy(net, xtest, ltest, device))
-
-        run = train_as_printed(data, device, args.epochs, seed, after_epoch=evaluate)
+        run = train_as_printed(data, device, args.epochs, seed)
+        per_epoch = [value for _, value in run.epoch_accuracy]
+        if len(per_epoch) != args.epochs:
+            raise SystemExit(f"the loop under test let {len(per_epoch)} of {args.epochs} epochs be seen ending")
         losses = [loss for _, _, loss in run.log]
         rows.append((losses[0], losses[17], losses[-1], per_epoch))
         print(

@@ -40,6 +40,7 @@ STUDENT_NAMES = frozenset(name for name, entry in CONTRACT.items() if entry.writ
 class Question:
     title: str
     uses: tuple[str, ...] = ()  # the contract names its tests ask the implementation for
+    printed: str = ""  # what the assignment printed or documented, in short (the report's column)
 
     @property
     def graded(self) -> bool:
@@ -48,40 +49,68 @@ class Question:
 
 DATA = ("load",)
 QUESTIONS = {
-    "Q1": Question("An uninitialised 5x3 tensor"),
-    "Q2": Question("torch.rand and torch.randn"),
-    "Q3": Question(".double()"),
-    "Q4": Question("Tensors from lists"),
-    "Q5": Question("torch.stack and torch.cat"),
-    "Q6": Question("Indexing"),
-    "Q7": Question("Slicing"),
-    "Q8": Question("Addition"),
-    "Q9": Question("view"),
-    "Q10": Question("torch.mm"),
-    "Q11": Question("Tensor to NumPy"),
-    "Q12": Question("Shared memory"),
-    "Q13": Question("In place against new tensors"),
-    "Q14": Question("torch.from_numpy"),
-    "Q15": Question("Choosing a device"),
-    "Q16": Question("A CUDA tensor to NumPy"),
-    "Q17": Question("requires_grad"),
-    "Q18": Question("The graph"),
-    "Q19": Question("backward"),
-    "Q20": Question("The gradient by hand"),
-    "Q21": Question("Normalising the images to [-1, 1]", (*DATA, "normalize_MNIST_images")),
-    "Q22": Question("The torch layout, N x 1 x 28 x 28", (*DATA, "normalize_MNIST_images")),
-    "Q23": Question("Image 42 and its label", (*DATA, "normalize_MNIST_images", "show")),
-    "Q24": Question("The data as torch tensors", (*DATA, "normalize_MNIST_images")),
-    "Q25": Question("LeNet's feature maps", (*DATA, "LeNet")),
-    "Q26": Question("The LeNet class", (*DATA, "LeNet")),
-    "Q27": Question("LeNet's parameters", ("LeNet",)),
-    "Q28": Question("An untrained LeNet is at chance", (*DATA, "LeNet")),
-    "Q29-Q30": Question(
-        "backprop_deep: SGD with momentum, minibatches, the printed loss", (*DATA, "LeNet", "backprop_deep")
+    "Q1": Question("An uninitialised 5x3 tensor", printed="a 5x3 torch.FloatTensor of whatever memory held"),
+    "Q2": Question("torch.rand and torch.randn", printed="5x3 float32: rand in [0, 1), randn standard normal"),
+    "Q3": Question(".double()", printed="float64, the same values"),
+    "Q4": Question("Tensors from lists", printed="x and y, 5x3, the printed values"),
+    "Q5": Question("torch.stack and torch.cat", printed="stack (2, 5, 3); cat (10, 3) and (5, 6)"),
+    "Q6": Question("Indexing", printed="y[4, 2] = z[1, 4, 2] = 1.3209999799728394"),
+    "Q7": Question("Slicing", printed="z[:, 4, 2] = tensor([0.1092, 1.3210])"),
+    "Q8": Question("Addition", printed="x + y = [[0.2979, 1.9792, 0.7991], ...]"),
+    "Q9": Question("view", printed="view(16): (16,); view(-1, 8): (2, 8)"),
+    "Q10": Question("torch.mm", printed="(1, 100) x (100, 2) = (1, 2)"),
+    "Q11": Question("Tensor to NumPy", printed="[1. 1. 1. 1. 1.], float32"),
+    "Q12": Question("Shared memory", printed="a[0] += 1 shows in b: [2. 1. 1. 1. 1.]"),
+    "Q13": Question("In place against new tensors", printed="a = a.add(1): a [5, 4, 4, 4, 4], b stays [4, 3, 3, 3, 3]"),
+    "Q14": Question("torch.from_numpy", printed="float64, sharing memory: [2. 2. 2. 2. 2.]"),
+    "Q15": Question("Choosing a device", printed="x, y and x + y on cuda:0"),
+    "Q16": Question("A CUDA tensor to NumPy", printed="z.numpy() on CUDA: TypeError, use Tensor.cpu()"),
+    "Q17": Question("requires_grad", printed="y.grad_fn AddBackward0; x.grad, y.grad None"),
+    "Q18": Question("The graph", printed="z all 27, f = 27; MulBackward0, MeanBackward0"),
+    "Q19": Question("backward", printed="x.grad all 4.5"),
+    "Q20": Question("The gradient by hand", printed="df/dx_i = 1.5 x_i + 3 = 4.5 at x = 1"),
+    "Q21": Question(
+        "Normalising the images to [-1, 1]",
+        (*DATA, "normalize_MNIST_images"),
+        printed="0 -> -1, 127.5 -> 0, 255 -> 1, float32",
     ),
-    "Q31": Question("Test accuracy after 3 epochs", (*DATA, "LeNet", "backprop_deep")),
-    "Q32": Question("10 epochs on the device", (*DATA, "LeNet", "backprop_deep")),
-    "Q33": Question("Test accuracy after 10 epochs", (*DATA, "LeNet", "backprop_deep")),
+    "Q22": Question(
+        "The torch layout, N x 1 x 28 x 28",
+        (*DATA, "normalize_MNIST_images"),
+        printed="(60000, 1, 28, 28) and (10000, 1, 28, 28)",
+    ),
+    "Q23": Question(
+        "Image 42 and its label", (*DATA, "normalize_MNIST_images", "show"), printed="training image 42: a 7, label 7"
+    ),
+    "Q24": Question(
+        "The data as torch tensors",
+        (*DATA, "normalize_MNIST_images"),
+        printed="float32 images, int64 labels, 60,000 and 10,000",
+    ),
+    "Q25": Question(
+        "LeNet's feature maps", (*DATA, "LeNet"), printed="6x24x24, 6x12x12, 16x8x8, 16x4x4 = 256 features"
+    ),
+    "Q26": Question("The LeNet class", (*DATA, "LeNet"), printed="print(net): conv1, conv2, fc1, fc2, fc3"),
+    "Q27": Question("LeNet's parameters", ("LeNet",), printed="10 parameter tensors, 44,426 numbers"),
+    "Q28": Question("An untrained LeNet is at chance", (*DATA, "LeNet"), printed="11.92% and 9.69% untrained"),
+    "Q29-Q30": Question(
+        "backprop_deep: SGD with momentum, minibatches, the printed loss",
+        (*DATA, "LeNet", "backprop_deep"),
+        printed="first loss 2.301, 0.209 after 3 epochs",
+    ),
+    "Q31": Question(
+        "Test accuracy after 3 epochs", (*DATA, "LeNet", "backprop_deep"), printed="94.41% after 3 epochs (CPU)"
+    ),
+    "Q32": Question(
+        "10 epochs on the device",
+        (*DATA, "LeNet", "backprop_deep"),
+        printed="10 epochs on the GPU, the loss down to about 0.08",
+    ),
+    "Q33": Question(
+        "Test accuracy after 10 epochs",
+        (*DATA, "LeNet", "backprop_deep"),
+        printed="98.17% after 10 epochs; the GPU no better per epoch",
+    ),
 }
 
 _MODULE = re.compile(r"test_q(\d+)(?:_q(\d+))?_")

@@ -54,6 +54,24 @@ class _Verdict:
         return {outcome: self.outcomes.count(outcome) for outcome in ("passed", "failed", "skipped")}
 
 
+class Verdicts(dict[str, _Verdict]):
+    """Each question's verdict, folded from its tests' reports as they arrive."""
+
+    def add(self, report: pytest.TestReport) -> None:
+        question = question_of(report.nodeid.split("::")[0])
+        if question is None or (report.when != "call" and report.passed):
+            return
+        verdict = self.setdefault(question, _Verdict())
+        if report.failed:
+            verdict.outcomes.append("failed")
+            verdict.failures.append(((report.location[1] or 0, report.nodeid), failure_line(report)))
+        elif report.skipped:
+            verdict.outcomes.append("skipped")
+            verdict.skip_reason = verdict.skip_reason or str(report.longrepr[-1]).removeprefix("Skipped: ")
+        else:
+            verdict.outcomes.append("passed")
+
+
 def failure_line(report: pytest.TestReport) -> str:
     """The failure's first line, whole, and where in the student's code it happened."""
     longrepr = report.longrepr
@@ -75,21 +93,10 @@ class GradeReport:
         self.config = config
         path = config.getoption("--grade-report")
         self.path = Path(config.invocation_params.dir, path) if path else None
-        self.verdicts: dict[str, _Verdict] = {}
+        self.verdicts = Verdicts()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        question = question_of(report.nodeid.split("::")[0])
-        if question is None or (report.when != "call" and report.passed):
-            return
-        verdict = self.verdicts.setdefault(question, _Verdict())
-        if report.failed:
-            verdict.outcomes.append("failed")
-            verdict.failures.append(((report.location[1] or 0, report.nodeid), failure_line(report)))
-        elif report.skipped:
-            verdict.outcomes.append("skipped")
-            verdict.skip_reason = verdict.skip_reason or str(report.longrepr[-1]).removeprefix("Skipped: ")
-        else:
-            verdict.outcomes.append("passed")
+        self.verdicts.add(report)
 
     def result(self) -> dict[str, Any]:
         questions = [

@@ -28,6 +28,7 @@ from mnist_lab import (
 from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
 from mnist_lab.train import _DeviceSteps
 from spec.cells import accuracy
+from spec.measure import Measure
 
 # The package's default recipe over seeds 0-3 on the CPU (README): 98.53-98.82% after 3 epochs,
 # 98.82-99.04% after 10. One seed each, with margin: the promise is 94% and 98%.
@@ -59,8 +60,12 @@ def default_training(mnist):
 @pytest.mark.training
 @pytest.mark.xdist_group("default-recipe")
 @pytest.mark.parametrize("epochs", sorted(PROMISE))
-def test_default_recipe_keeps_the_packages_promise(default_training, device: torch.device, epochs: int) -> None:
+def test_default_recipe_keeps_the_packages_promise(
+    default_training, device: torch.device, epochs: int, measure: Measure
+) -> None:
     result, accuracies = default_training(device, epochs)
+    measure.series("loss", device, recipe="default", epochs=epochs, points=result.loss_log)
+    measure.series("accuracy", device, recipe="default", epochs=epochs, points=list(enumerate(accuracies, 1)))
     assert len(accuracies) == epochs, f"{len(accuracies)} epochs evaluated, not {epochs}"
     assert accuracies[-1] >= PROMISE[epochs], (
         f"seed {SEED} on {device.type}: {accuracies[-1]:.2f}% after {epochs} epochs, promised {PROMISE[epochs]}%"

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import torch
 
+from spec.measure import Measure
 
-def test_legacy_constructor_takes_sizes_not_data() -> None:
+
+def test_legacy_constructor_takes_sizes_not_data(measure: Measure) -> None:
     x = torch.Tensor(5, 3)
+    measure("torch.Tensor(5, 3)", f"{type(x).__name__} {tuple(x.shape)} {x.dtype}")
     assert type(x) is torch.Tensor, f"torch.Tensor(5, 3) is a {type(x)}, not a torch.Tensor"
     assert x.shape == (5, 3), f"torch.Tensor(5, 3) has shape {tuple(x.shape)}: the ints are sizes, not data"
     assert x.dtype == torch.float32, f"torch.Tensor(5, 3) has dtype {x.dtype}, not the documented torch.float32"

@@ -19,6 +19,7 @@ import torch
 from hypothesis import given
 
 from spec.helpers import PROPERTY, SHAPES
+from spec.measure import Measure
 
 N = 1_000_000
 SIGMAS = 8  # bounds on the moments, in standard errors
@@ -33,9 +34,10 @@ def _within(value: float, expected: float, standard_error: float, what: str) -> 
     assert abs(value - expected) <= bound, f"{what} is {value:.6f}, expected {expected:.6f} +- {bound:.6f}"
 
 
-def test_rand_and_randn_are_float32_5x3(device: torch.device) -> None:
+def test_rand_and_randn_are_float32_5x3(device: torch.device, measure: Measure) -> None:
     for name, fn in (("rand", torch.rand), ("randn", torch.randn)):
         y = fn(5, 3, device=device)
+        measure(f"torch.{name}(5, 3)", f"{tuple(y.shape)} {y.dtype}", device)
         assert type(y) is torch.Tensor, f"torch.{name} gives a {type(y)}"
         assert y.shape == (5, 3), f"torch.{name}(5, 3) has shape {tuple(y.shape)}"
         assert y.dtype == torch.float32, f"torch.{name} gives {y.dtype}, not torch.float32"

@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import FLOAT32S, PROPERTY
+from spec.measure import Measure
 
 
-def test_double_of_rand_is_float64_with_the_same_values(device: torch.device) -> None:
+def test_double_of_rand_is_float64_with_the_same_values(device: torch.device, measure: Measure) -> None:
     y = torch.rand(5, 3, device=device)
     y64 = y.double()
+    measure("rand(5, 3).double()", str(y64.dtype), device)
     assert y64.dtype == torch.float64, f".double() gives {y64.dtype}, not torch.float64"
     assert y64.shape == (5, 3), f".double() changed the shape to {tuple(y64.shape)}"
     assert y64.device == y.device, f".double() moved the tensor from {y.device} to {y64.device}"

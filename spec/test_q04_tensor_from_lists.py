@@ -11,11 +11,13 @@ from __future__ import annotations
 import torch
 
 from spec.helpers import assert_printed, printed
+from spec.measure import Measure
 from spec.printed import X, Y
 
 
-def test_legacy_constructor_from_lists_is_float32_5x3() -> None:
+def test_legacy_constructor_from_lists_is_float32_5x3(measure: Measure) -> None:
     x, y = torch.Tensor(X), torch.Tensor(Y)
+    measure("x[0]", [round(v, 4) for v in x[0].tolist()])
     assert str(x.shape) + " " + str(y.shape) == "torch.Size([5, 3]) torch.Size([5, 3])", (
         f"shapes print as {x.shape} {y.shape}"
     )

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import PROPERTY, SHAPES, assert_printed, printed
+from spec.measure import Measure
 from spec.printed import X, Y
 
 # cat((x, y), 0) and cat((x, y), 1) as torch prints them (the PDF shows a stray third bracket).
@@ -36,9 +37,10 @@ CAT_1_REPR = """tensor([[-0.1859,  1.3970,  0.5236,  0.4838,  0.5822,  0.2755],
         [-1.8968,  2.0164,  0.1092,  0.6042, -0.2280,  1.3210]])"""
 
 
-def test_stack_is_2x5x3_float32(device: torch.device) -> None:
+def test_stack_is_2x5x3_float32(device: torch.device, measure: Measure) -> None:
     x, y = printed(X, device), printed(Y, device)
     z = torch.stack((x, y))
+    measure("stack((x, y)).shape", tuple(z.shape), device)
     assert str(z.shape) == "torch.Size([2, 5, 3])", f"stack((x, y)) has shape {z.shape}"
     assert z.dtype == torch.float32, f"stack of two float32 tensors is {z.dtype} (the notebook's float64 is stale)"
     assert "float64" not in str(z.cpu()), "z prints as float64"
@@ -47,9 +49,10 @@ def test_stack_is_2x5x3_float32(device: torch.device) -> None:
     assert_printed(z, [X, Y], "z = stack((x, y))")
 
 
-def test_cat_keeps_two_dimensions(device: torch.device) -> None:
+def test_cat_keeps_two_dimensions(device: torch.device, measure: Measure) -> None:
     x, y = printed(X, device), printed(Y, device)
     z1, z2 = torch.cat((x, y), 0), torch.cat((x, y), 1)
+    measure("cat((x, y), 0 and 1) shapes", [tuple(z1.shape), tuple(z2.shape)], device)
     assert str(z1.shape) == "torch.Size([10, 3])", f"cat((x, y), 0) has shape {z1.shape}"
     assert str(z2.shape) == "torch.Size([5, 6])", f"cat((x, y), 1) has shape {z2.shape}"
     assert z1.dim() == z2.dim() == 2, f"cat changed the number of dimensions to {z1.dim()}, {z2.dim()}"

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from spec.helpers import printed
+from spec.measure import Measure
 from spec.printed import Y_4_2, X, Y
 
 
@@ -20,10 +21,11 @@ def test_printed_value_is_float32_of_1_3210() -> None:
     assert float(np.float32(1.3210)) == Y_4_2, f"{Y_4_2!r} is not float32(1.3210) = {float(np.float32(1.3210))!r}"
 
 
-def test_y_4_2_and_z_1_4_2_are_the_same_element(device: torch.device) -> None:
+def test_y_4_2_and_z_1_4_2_are_the_same_element(device: torch.device, measure: Measure) -> None:
     x, y = printed(X, device), printed(Y, device)
     z = torch.stack((x, y))
     ele, ele_3d = y[4, 2], z[1, 4, 2]
+    measure("y[4, 2].item()", repr(ele.item()), device)
     assert ele.dim() == ele_3d.dim() == 0, f"indexing every axis gives shapes {ele.shape}, {ele_3d.shape}"
     assert ele.dtype == ele_3d.dtype == torch.float32, f"elements are {ele.dtype}, {ele_3d.dtype}"
     assert type(ele.item()) is float, f".item() gives a {type(ele.item())}, not a Python float"

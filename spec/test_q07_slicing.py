@@ -12,12 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import PROPERTY, assert_printed, printed
+from spec.measure import Measure
 from spec.printed import Z_COLUMN, X, Y
 
 
-def test_z_column_4_2(device: torch.device) -> None:
+def test_z_column_4_2(device: torch.device, measure: Measure) -> None:
     x, y = printed(X, device), printed(Y, device)
     eles = torch.stack((x, y))[:, 4, 2]
+    measure("z[:, 4, 2]", str(eles.cpu()), device)
     assert str(eles.shape) == "torch.Size([2])", f"z[:, 4, 2] has shape {eles.shape}"
     assert_printed(eles, Z_COLUMN, "z[:, 4, 2]")
     assert str(eles.cpu()) == "tensor([0.1092, 1.3210])", f"z[:, 4, 2] prints as {eles.cpu()}"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from spec.helpers import FLOAT32S, PROPERTY, SHAPES, assert_printed, printed
+from spec.measure import Measure
 from spec.printed import X_PLUS_Y, X, Y
 
 SUM_REPR = """tensor([[ 0.2979,  1.9792,  0.7991],
@@ -23,8 +24,9 @@ SUM_REPR = """tensor([[ 0.2979,  1.9792,  0.7991],
         [-1.2926,  1.7884,  1.4302]])"""
 
 
-def test_printed_sums(device: torch.device) -> None:
+def test_printed_sums(device: torch.device, measure: Measure) -> None:
     x, y = printed(X, device), printed(Y, device)
+    measure("(x + y)[0]", [round(v, 4) for v in (x + y)[0].tolist()], device)
     for how, s in (("x + y", x + y), ("torch.add(x, y)", torch.add(x, y)), ("x.add(y)", x.add(y))):
         assert_printed(s, X_PLUS_Y, how)
         assert str(s.cpu()) == SUM_REPR, f"{how} prints as\n{s.cpu()}"

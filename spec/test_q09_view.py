@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import PROPERTY
+from spec.measure import Measure
 
 
 def _assert_view_of(v: torch.Tensor, x: torch.Tensor, what: str) -> None:
@@ -26,10 +27,11 @@ def _assert_view_of(v: torch.Tensor, x: torch.Tensor, what: str) -> None:
     assert v._base is x, f"{what} is not recorded as a view of x"
 
 
-def test_view_16_and_view_minus_1_8(device: torch.device) -> None:
+def test_view_16_and_view_minus_1_8(device: torch.device, measure: Measure) -> None:
     x = torch.randn(4, 4, device=device)
     y, z = x.view(16), x.view(-1, 8)
     sizes = f"{x.size()} {y.size()} {z.size()}"
+    measure("view(16), view(-1, 8) shapes", [tuple(y.shape), tuple(z.shape)], device)
     assert sizes == "torch.Size([4, 4]) torch.Size([16]) torch.Size([2, 8])", f"sizes print as {sizes}"
     assert torch.equal(y, torch.cat(tuple(x))), "x.view(16) does not list x's rows one after another"
     assert torch.equal(z[0], y[:8]), "x.view(-1, 8)[0] is not the first 8 elements"

@@ -15,14 +15,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import PROPERTY
+from spec.measure import Measure
 
 
-def test_row_vector_times_matrix(device: torch.device) -> None:
+def test_row_vector_times_matrix(device: torch.device, measure: Measure) -> None:
     x, y = torch.randn(10, 10, device=device), torch.randn(2, 100, device=device)
     before = f"{x.size()} {y.size()}"
     x, y = x.view(1, 100), y.view(100, 2)
     after = f"{x.size()} {y.size()}"
     z = torch.mm(x, y)
+    measure("torch.mm(x, y).shape", tuple(z.shape), device)
     assert before == "torch.Size([10, 10]) torch.Size([2, 100])", f"sizes print as {before}"
     assert after == "torch.Size([1, 100]) torch.Size([100, 2])", f"reshaped sizes print as {after}"
     assert str(z.size()) == "torch.Size([1, 2])", f"torch.mm(x, y) has size {z.size()}"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
 from spec.helpers import PROPERTY, numpy_address
+from spec.measure import Measure
 
 DTYPES = {
     torch.float32: np.float32,
@@ -32,9 +33,10 @@ DTYPES = {
 }
 
 
-def test_ones_to_numpy() -> None:
+def test_ones_to_numpy(measure: Measure) -> None:
     a = torch.ones(5)
     b = a.numpy()
+    measure("torch.ones(5).numpy()", f"{b} {b.dtype}")
     assert str(a) == "tensor([1., 1., 1., 1., 1.])", f"a prints as {a}"
     assert str(b) == "[1. 1. 1. 1. 1.]", f"b prints as {b}"
     assert f"{type(a)} {type(b)}" == "<class 'torch.Tensor'> <class 'numpy.ndarray'>", f"types are {type(a)} {type(b)}"

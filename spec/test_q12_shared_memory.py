@@ -16,18 +16,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import PROPERTY, numpy_address
+from spec.measure import Measure
 
 
 def _squeeze(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def test_a_0_plus_1_shows_in_b() -> None:
+def test_a_0_plus_1_shows_in_b(measure: Measure) -> None:
     a = torch.ones(5)
     b = a.numpy()
     assert numpy_address(b) == a.data_ptr(), "b does not start at a's memory"
     assert b.nbytes == a.untyped_storage().nbytes(), "b does not cover a's storage"
     a[0] += 1
+    measure("b after a[0] += 1", str(b))
     assert str(a) == "tensor([2., 1., 1., 1., 1.])", f"a prints as {a}"
     assert _squeeze(b) == _squeeze("[2.  1.  1.  1.  1.]"), f"b prints as {b}: a[0] += 1 did not reach b"
 

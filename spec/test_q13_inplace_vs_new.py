@@ -19,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spec.helpers import PROPERTY, numpy_address
+from spec.measure import Measure
 
 
-def test_the_printed_sequence() -> None:
+def test_the_printed_sequence(measure: Measure) -> None:
     a = torch.ones(5)
     b = a.numpy()
     a[0] += 1
@@ -39,6 +40,7 @@ def test_the_printed_sequence() -> None:
 
     old = a
     a = a.add(1)
+    measure("after a = a.add(1): a, b", [a.tolist(), b.tolist()])
     assert a is not old, "a.add(1) returned a itself"
     assert a.data_ptr() != address, "a.add(1) wrote into a's memory"
     assert numpy_address(b) != a.data_ptr(), "the new a still shares b's memory"

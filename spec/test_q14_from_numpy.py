@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 from spec.helpers import PROPERTY, numpy_address
+from spec.measure import Measure
 
 DTYPES = {
     np.float64: torch.float64,
@@ -26,9 +27,10 @@ DTYPES = {
 }
 
 
-def test_np_add_out_shows_in_b() -> None:
+def test_np_add_out_shows_in_b(measure: Measure) -> None:
     a = np.ones(5)
     b = torch.from_numpy(a)
+    measure("torch.from_numpy(np.ones(5)).dtype", str(b.dtype))
     assert b.dtype == torch.float64, f"torch.from_numpy(np.ones(5)) is {b.dtype}, not torch.float64"
     assert b.data_ptr() == numpy_address(a), "torch.from_numpy copied the array instead of sharing its memory"
     np.add(a, 1, out=a)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from spec.measure import Measure
+
 
 def notebook_device() -> str:
     """Cell [21]'s first line, as printed."""
@@ -43,10 +45,11 @@ def test_the_device_line_names_a_device_torch_accepts() -> None:
     )
 
 
-def test_the_picked_device_holds_x_y_and_their_sum() -> None:
+def test_the_picked_device_holds_x_y_and_their_sum(measure: Measure) -> None:
     """The notebook's cell as printed, on whatever device its first line picks here."""
     device = torch.device(notebook_device())
     x_cpu, x, y, z = _place(device)
+    measure("x, y, x + y on", [str(t.device) for t in (x, y, z)], device)
     for name, t in (("x", x), ("y", y), ("z", z)):
         assert t.device.type == device.type, f"{name} is on {t.device}, not on the chosen {device}"
         assert t.size() == torch.Size([5, 3]), f"{name} has size {tuple(t.size())}"

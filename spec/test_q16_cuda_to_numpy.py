@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import torch
 
+from spec.measure import Measure
+
 pytestmark = pytest.mark.cuda
 
 STABLE_MESSAGE = r"to numpy\. Use Tensor\.cpu\(\)"
@@ -52,6 +54,7 @@ def test_cpu_copy_does_not_share_gpu_memory(z: torch.Tensor) -> None:
     torch.testing.assert_close(z, before, rtol=0, atol=0, msg="writing the host copy changed the CUDA tensor")
 
 
-def test_numpy_on_a_cuda_tensor_raises_type_error_pointing_to_cpu(z: torch.Tensor) -> None:
-    with pytest.raises(TypeError, match=STABLE_MESSAGE):
+def test_numpy_on_a_cuda_tensor_raises_type_error_pointing_to_cpu(z: torch.Tensor, measure: Measure) -> None:
+    with pytest.raises(TypeError, match=STABLE_MESSAGE) as raised:
         z.numpy()
+    measure("z.numpy()", f"TypeError: {raised.value}", z.device)

@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from spec.helpers import NON_LEAF_GRAD_WARNING
+from spec.measure import Measure
 
 
 def _x_and_y(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +51,9 @@ def test_x_is_a_leaf_without_grad_fn(device: torch.device) -> None:
         assert x.grad is None, "no backward has run: x.grad must be None"
 
 
-def test_y_grad_fn_is_add_backward(device: torch.device) -> None:
+def test_y_grad_fn_is_add_backward(device: torch.device, measure: Measure) -> None:
     _, y = _x_and_y(device)
+    measure("y.grad_fn", type(y.grad_fn).__name__, device)
     assert not y.is_leaf
     assert y.grad_fn is not None
     assert type(y.grad_fn).__name__ == "AddBackward0", f"y.grad_fn is {y.grad_fn}"

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from spec.helpers import PROPERTY
+from spec.measure import Measure
 
 FINITE_2X2 = hnp.arrays(np.float32, (2, 2), elements=st.floats(-1e3, 1e3, width=32))
 
@@ -35,9 +36,10 @@ def _graph(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return y, z, z.mean()
 
 
-def test_z_is_27_everywhere_and_f_is_27(device: torch.device) -> None:
+def test_z_is_27_everywhere_and_f_is_27(device: torch.device, measure: Measure) -> None:
     x = torch.ones(2, 2, requires_grad=True, device=device)
     _, z, f = _graph(x)
+    measure("f = z.mean()", f.item(), device)
     torch.testing.assert_close(z.detach(), torch.full((2, 2), 27.0, device=device), rtol=0, atol=0)
     assert f.shape == torch.Size([]), f"f = z.mean() must be a scalar, got shape {tuple(f.shape)}"
     assert f.item() == 27.0, f"f is {f.item()}, the notebook prints tensor(27.)"

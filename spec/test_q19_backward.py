@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from spec.helpers import NON_LEAF_GRAD_WARNING
+from spec.measure import Measure
 
 
 def _backpropagated(device: torch.device) -> dict[str, torch.Tensor]:
@@ -37,8 +38,9 @@ def _backpropagated(device: torch.device) -> dict[str, torch.Tensor]:
     return {"f": f, "z": z, "y": y, "x": x}
 
 
-def test_x_grad_is_4_5_everywhere(device: torch.device) -> None:
+def test_x_grad_is_4_5_everywhere(device: torch.device, measure: Measure) -> None:
     x = _backpropagated(device)["x"]
+    measure("x.grad", None if x.grad is None else x.grad.tolist(), device)
     assert x.grad is not None, "f.backward() must fill x.grad"
     assert x.grad.shape == x.shape, f"x.grad has shape {tuple(x.grad.shape)}, x has {tuple(x.shape)}"
     assert x.grad.dtype == x.dtype

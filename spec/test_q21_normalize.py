@@ -29,6 +29,7 @@ from hypothesis.extra import numpy as hnp
 
 from spec.helpers import PIXEL_ATOL, SPLIT_SIZES, SPLITS
 from spec.impl import impl
+from spec.measure import Measure
 
 
 def _exact(values: np.ndarray) -> np.ndarray:
@@ -66,8 +67,9 @@ def test_every_pixel_value_maps_linearly(all_pixel_values: tuple[np.ndarray, np.
     assert_maps_linearly(values, out, "the 256 pixel values")
 
 
-def test_endpoints_and_midpoint(all_pixel_values: tuple[np.ndarray, np.ndarray]) -> None:
+def test_endpoints_and_midpoint(all_pixel_values: tuple[np.ndarray, np.ndarray], measure: Measure) -> None:
     _, out = all_pixel_values
+    measure("0, 127.5, 255 map to", [float(out[0]), float((out[127] + out[128]) / 2), float(out[255])])
     assert_near(out[0], -1.0, "0 maps to")
     assert_near(out[255], 1.0, "255 maps to")
     # 127.5 is not a uint8: the linear map sends it to the midpoint of 127's and 128's images.

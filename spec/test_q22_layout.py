@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from spec.cells import layout, normalize_as_printed
 from spec.helpers import PIXEL_ATOL, SPLIT_SIZES, SPLITS
+from spec.measure import Measure
 
 
 def _by_direct_indexing(columns: np.ndarray) -> np.ndarray:
@@ -86,9 +87,10 @@ def split(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def test_the_normalised_real_data_takes_the_printed_shapes(split: str, normalised) -> None:
+def test_the_normalised_real_data_takes_the_printed_shapes(split: str, normalised, measure: Measure) -> None:
     normalised = normalised[split]
     n = SPLIT_SIZES[split]
+    measure(f"{split} set in torch layout", tuple(layout(normalised).shape))
     assert normalised.shape == (784, n), (
         f"normalize_MNIST_images turned the {split} columns (784, {n}) into {normalised.shape}: "
         f"cell [31] reshapes its result to (28, 28, 1, {n})"

@@ -29,6 +29,7 @@ import torch
 from spec.cells import layout
 from spec.helpers import SPLITS
 from spec.impl import impl
+from spec.measure import Measure
 from spec.printed import TEST_LABEL_42, TRAIN_LABEL_42
 
 EXPECTED_LABEL = {"training": TRAIN_LABEL_42, "testing": TEST_LABEL_42}
@@ -55,8 +56,10 @@ def _no_screen(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_label_42(split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    _, labels = mnist_columns[split]
+def test_label_42(split: str, mnist_columns: dict[str, tuple[np.ndarray, np.ndarray]], measure: Measure) -> None:
+    columns, labels = mnist_columns[split]
+    measure(f"{split} label 42", int(labels[42]))
+    measure.series("digit", split=split, index=42, label=int(labels[42]), pixels=columns[:, 42].reshape(28, 28))
     assert int(labels[42]) == EXPECTED_LABEL[split], f"{split} label 42 is {labels[42]}"
 
 

@@ -29,6 +29,7 @@ import torch
 from spec.cells import layout
 from spec.helpers import PIXEL_ATOL, SPLIT_SIZES, SPLITS
 from spec.impl import impl
+from spec.measure import Measure
 from spec.printed import TEST_FIRST_LABELS, TEST_LABEL_COUNTS, TRAIN_FIRST_LABELS, TRAIN_LABEL_COUNTS
 
 LABEL_COUNTS = {"training": TRAIN_LABEL_COUNTS, "testing": TEST_LABEL_COUNTS}
@@ -49,9 +50,14 @@ def tensors(split: str, normalised, mnist_columns) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(layout(images)), torch.from_numpy(labels)
 
 
-def test_types_dtypes_and_sizes_as_printed(split: str, tensors: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_types_dtypes_and_sizes_as_printed(
+    split: str, tensors: tuple[torch.Tensor, torch.Tensor], measure: Measure
+) -> None:
     images, labels = tensors
     n = SPLIT_SIZES[split]
+    measure(
+        f"{split} images, labels", [f"{images.dtype} {tuple(images.shape)}", f"{labels.dtype} {tuple(labels.shape)}"]
+    )
     printed = [
         f"{type(images)} {images.dtype} {images.size()}",
         f"{type(labels)} {labels.dtype} {labels.size()}",

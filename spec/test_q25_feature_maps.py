@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from spec.impl import impl
+from spec.measure import Measure
 
 
 def conv_out(width: int, kernel: int) -> int:
@@ -42,7 +43,7 @@ def layers_of(net: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
 
 
 @pytest.mark.parametrize("n", [1, 7, 100])
-def test_feature_maps_on_a_real_forward_pass(device: torch.device, mnist, n: int) -> None:
+def test_feature_maps_on_a_real_forward_pass(device: torch.device, mnist, n: int, measure: Measure) -> None:
     images = mnist["testing"][0][:n].to(device)
     net = impl.LeNet().to(device)
     conv1, conv2, fc1 = layers_of(net)
@@ -60,6 +61,7 @@ def test_feature_maps_on_a_real_forward_pass(device: torch.device, mnist, n: int
         for hook in hooks:
             hook.remove()
     expected = {"conv1": (n, 6, 24, 24), "pool1": (n, 6, 12, 12), "conv2": (n, 16, 8, 8), "flat": (n, 256)}
+    measure("feature maps of one image", {name: shape[1:] for name, shape in seen.items()}, device)
     assert seen == expected, f"feature maps {seen}, documented {expected}"
     assert out.shape == (n, 10), f"LeNet gives {tuple(out.shape)} scores for {n} images, not ({n}, 10)"
     assert out.device.type == device.type, f"scores on {out.device}, net and images on {device}"

@@ -17,11 +17,13 @@ from torch import nn
 from spec import printed
 from spec.cells import PrintedLeNet
 from spec.impl import impl
+from spec.measure import Measure
 
 
-def test_print_net_is_the_printed_repr() -> None:
+def test_print_net_is_the_printed_repr(measure: Measure) -> None:
     got = repr(impl.LeNet()).splitlines()
     want = printed.LENET_REPR.splitlines()
+    measure("print(net) lines as printed", f"{sum(a == b for a, b in zip(got, want, strict=False))} of {len(want)}")
     for number, (line, expected) in enumerate(zip(got, want, strict=False), 1):
         assert line == expected, f"print(net) line {number} is `{line.strip()}`, printed `{expected.strip()}`"
     assert len(got) == len(want), f"print(net) has {len(got)} lines, printed {len(want)}:\n" + "\n".join(got)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from spec import printed
 from spec.impl import impl
+from spec.measure import Measure
 
 
 def test_named_parameters() -> None:
@@ -22,6 +23,7 @@ def test_every_parameter_requires_grad() -> None:
     assert not frozen, f"parameters without requires_grad: {frozen}"
 
 
-def test_parameter_count() -> None:
+def test_parameter_count(measure: Measure) -> None:
     count = sum(p.numel() for p in impl.LeNet().parameters())
+    measure("parameters", count)
     assert count == printed.LENET_PARAMETER_COUNT, f"{count} parameters, documented {printed.LENET_PARAMETER_COUNT}"

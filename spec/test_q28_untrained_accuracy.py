@@ -15,11 +15,12 @@ import torch
 
 from spec.cells import accuracy, seed_everything
 from spec.impl import impl
+from spec.measure import Measure
 
 SEEDS = range(8)
 
 
-def test_untrained_net_is_at_chance(device: torch.device, mnist) -> None:
+def test_untrained_net_is_at_chance(device: torch.device, mnist, measure: Measure) -> None:
     xtest, ltest = mnist["testing"]
     accuracies = []
     for seed in SEEDS:
@@ -27,4 +28,5 @@ def test_untrained_net_is_at_chance(device: torch.device, mnist) -> None:
         accuracies.append(accuracy(impl.LeNet().to(device), xtest, ltest, device))
     assert all(0 <= a <= 25 for a in accuracies), f"untrained accuracies {accuracies}: not near chance (10%)"
     mean = statistics.mean(accuracies)
+    measure(f"untrained accuracy, mean of {len(accuracies)} seeds", mean, device, unit="%")
     assert 6 <= mean <= 14, f"mean untrained accuracy {mean:.2f}% over {len(SEEDS)} seeds is not near 10%"

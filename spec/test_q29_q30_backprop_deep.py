@@ -34,6 +34,7 @@ from torch import nn
 
 from spec.cells import PrintedLeNet, as_tensors, normalize_as_printed, parse_log
 from spec.impl import impl
+from spec.measure import Measure
 
 pytestmark = pytest.mark.xdist_group("backprop_deep")
 
@@ -196,8 +197,10 @@ def test_prints_the_mean_loss_of_every_100_minibatches(mnist_columns) -> None:
 
 
 @pytest.mark.training
-def test_the_printed_run_keeps_the_printed_shape(device: torch.device, printed_run) -> None:
+def test_the_printed_run_keeps_the_printed_shape(device: torch.device, printed_run, measure: Measure) -> None:
     run = printed_run(device, 3)
+    measure("printed loss: first, last of 3 epochs", [run.log[0][2], run.log[-1][2]] if run.log else [], device)
+    measure.series("loss", device, recipe="assignment", epochs=3, points=run.log)
     steps = [(e, k) for e, k, _ in run.log]
     assert steps == [(e, k) for e in (1, 2, 3) for k in range(100, 601, 100)], (
         f"printed (epoch, k) {steps}, expected [1, 100] to [3, 600] every 100 minibatches"

@@ -21,13 +21,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from spec.measure import Measure
+
 pytestmark = [pytest.mark.xdist_group("backprop_deep"), pytest.mark.training]
 
 LOWEST = 88.0  # percent
 
 
-def test_three_epochs_of_the_printed_recipe_reach_the_calibrated_accuracy(printed_run) -> None:
+def test_three_epochs_of_the_printed_recipe_reach_the_calibrated_accuracy(printed_run, measure: Measure) -> None:
     run = printed_run(torch.device("cpu"), 3)
+    measure("test accuracy after 3 epochs", run.accuracy, unit="%")
+    measure.series("accuracy", recipe="assignment", epochs=3, points=run.epoch_accuracy)
     assert run.accuracy >= LOWEST, (
         f"{run.accuracy:.2f}% on the test set after backprop_deep(T=3) (seed {run.seed}): the printed recipe "
         f"reaches at least {LOWEST}% for every seed (94.41% printed)"

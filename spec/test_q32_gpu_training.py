@@ -15,13 +15,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from spec.measure import Measure
+
 pytestmark = [pytest.mark.xdist_group("backprop_deep"), pytest.mark.training]
 
 HIGHEST = 0.15
 
 
-def test_ten_epochs_on_the_device(printed_run, device: torch.device) -> None:
+def test_ten_epochs_on_the_device(printed_run, device: torch.device, measure: Measure) -> None:
     run = printed_run(device, 10)
+    measure("last printed loss of 10 epochs", run.log[-1][2] if run.log else None, device)
+    measure.series("loss", device, recipe="assignment", epochs=10, points=run.log)
     steps = [(e, k) for e, k, _ in run.log]
     assert steps == [(e, k) for e in range(1, 11) for k in range(100, 601, 100)], (
         f"printed (epoch, k) {steps}, expected [1, 100] to [10, 600] every 100 minibatches"
