@@ -2,12 +2,13 @@
 
 The names below hold the assignment's (the contract the spec grades, spec/contract.py:
 normalize_MNIST_images, LeNet, backprop_deep, and the course's load and show) and the
-package's own (training recipes, the fast path, evaluation, device choice).
+package's own (training recipes, the fast path, many seeds at once, evaluation, device choice).
 """
 
 from .data import load, load_tensors, normalize_MNIST_images, show, to_torch_layout
 from .errors import DataError, InputError
 from .model import LeNet, he_init_
+from .sweep import train_many
 from .train import (
     RECIPES,
     Recipe,
@@ -37,4 +38,5 @@ __all__ = [
     "show",
     "to_torch_layout",
     "train",
+    "train_many",
 ]

@@ -1,4 +1,4 @@
-"""`python -m mnist_lab train | evaluate | show`: the assignment's main job."""
+"""`python -m mnist_lab train | sweep | evaluate | show | grade`: the assignment's main job, and more."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .errors import DataError, InputError
 from .files import load_weights, save_weights, write_json
 from .grade import GradingError, grade
 from .model import LeNet
+from .sweep import SWEEP_ENGINES, Summary, parse_seeds, train_many
 from .train import RECIPES, TrainingDivergedError, TrainResult, choose_device, evaluate, train
 
 
@@ -47,6 +49,13 @@ def _seed(text: str) -> int:
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be in 0 .. 2**32-1, not {value}")
     return value
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return parse_seeds(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix(f"seeds {text!r}: ")) from None
 
 
 def _float(text: str) -> float:
@@ -116,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="PATH", help="write the results as one JSON object")
     run.add_argument("--save", metavar="PATH", help="write the trained weights (a weights-only state dict)")
 
+    sw = commands.add_parser("sweep", help="train one recipe on many seeds: each seed's accuracy and their spread")
+    sw.add_argument("--seeds", type=_seeds, default=parse_seeds("0-7"), help="e.g. 0-31 or 0,3,7 (default 0-7)")
+    sw.add_argument("--recipe", choices=sorted(RECIPES), default="default")
+    sw.add_argument("--epochs", type=_positive_int, default=3)
+    sw.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    sw.add_argument(
+        "--engine", choices=SWEEP_ENGINES, default="auto",
+        help="vmap: all seeds in one batched step (auto on CUDA); sequential: one run after another (auto on the CPU)",
+    )  # fmt: skip
+    sw.add_argument("--data", help=data_help)
+    sw.add_argument("--json", metavar="PATH", help="write every seed's accuracies and the summary as one JSON object")
+
     ev = commands.add_parser("evaluate", help="report the test accuracy of saved weights")
     ev.add_argument("--weights", required=True, metavar="PATH")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -159,8 +180,10 @@ def _output(option: str, path: str | None) -> Path | None:
 
 def _validate(args: argparse.Namespace) -> None:
     """What argparse cannot judge alone, checked before any data is read or work done."""
-    if args.command in ("train", "evaluate"):
+    if args.command in ("train", "evaluate", "sweep"):
         choose_device(args.device)
+    if args.command == "sweep":
+        _output("--json", args.json)
     if args.command == "train":
         outputs = {option: _output(option, path) for option, path in (("--json", args.json), ("--save", args.save))}
         if outputs["--json"] is not None and outputs["--json"] == outputs["--save"]:
@@ -215,6 +238,51 @@ def _train(args: argparse.Namespace) -> None:
         )
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    device = choose_device(args.device)
+    recipe = RECIPES[args.recipe]
+    xtrain, ltrain = load_tensors("training", args.data)
+    xtest, ltest = load_tensors("testing", args.data)
+    print(
+        f"sweep: recipe {recipe.name}, {args.epochs} epochs, {len(args.seeds)} seeds, device {device}, "
+        f"engine {args.engine}, torch {torch.__version__}; test accuracy (%) after each epoch:"
+    )
+    accuracies: dict[int, list[float]] = {}
+
+    def report(seed: int, epoch: int, result: TrainResult) -> None:
+        accuracies.setdefault(seed, []).append(evaluate(result.net, xtest, ltest))
+        if epoch == args.epochs:
+            print(f"seed {seed:>4}: " + " ".join(f"{a:6.2f}" for a in accuracies[seed]), flush=True)
+
+    start = time.perf_counter()
+    train_many(
+        xtrain, ltrain, args.seeds, recipe=recipe, epochs=args.epochs, device=device, engine=args.engine,
+        on_epoch=report,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    summary = Summary.of([accuracies[seed][-1] for seed in args.seeds], args.epochs)
+    print(summary.line())
+    rate = len(args.seeds) * args.epochs / seconds
+    print(f"{seconds:.1f} s in all, {rate:.2f} seed-epochs a second, evaluation included")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "recipe": recipe.name,
+                "epochs": args.epochs,
+                "device": str(device),
+                "engine": args.engine,
+                "torch_version": torch.__version__,
+                "seconds": seconds,
+                "runs": [
+                    {"seed": seed, "test_accuracy": accuracies[seed][-1], "epoch_test_accuracy": accuracies[seed]}
+                    for seed in args.seeds
+                ],
+                "summary": dataclasses.asdict(summary),
+            },
+        )
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     device = choose_device(args.device)
     net = load_weights(LeNet(), args.weights).to(device)
@@ -247,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "grade":
             status = _grade(args)
         else:
-            {"train": _train, "evaluate": _evaluate, "show": _show}[args.command](args)
+            {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "show": _show}[args.command](args)
             status = 0
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
     except (InputError, GradingError) as err:  # arguments that only the work itself can judge

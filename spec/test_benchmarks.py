@@ -1,4 +1,4 @@
-"""Benchmarks (pytest-benchmark): loading, one training epoch, inference, time to 98%.
+"""Benchmarks (pytest-benchmark): loading, one training epoch, a sweep of seeds, inference, time to 98%.
 
 They run apart from the test suite, never under xdist, and write a JSON report:
 
@@ -43,6 +43,7 @@ import torch
 import mnist_lab
 from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
 from mnist_lab.fast_cpu import tune_malloc
+from mnist_lab.sweep import train_many
 from mnist_lab.train import sync
 
 pytestmark = pytest.mark.timeout(1800)  # rounds of whole epochs, on a slow machine too
@@ -50,6 +51,8 @@ pytestmark = pytest.mark.timeout(1800)  # rounds of whole epochs, on a slow mach
 TARGET = 98.0  # percent test accuracy
 PLANNED_EPOCHS = 2  # the run the time to TARGET is measured in
 ROUNDS = 5  # timed rounds of an epoch benchmark
+SWEEP_SEEDS = 4  # seeds of the sweep benchmark
+SWEEP_IMAGES = 10_000  # its training images: a sixth of an epoch, so that the CPU's vmap round ends in minutes
 
 
 def record(benchmark: Any, device: torch.device, images: int, **extra: Any) -> None:
@@ -161,6 +164,27 @@ def test_epoch_fast_path(benchmark, device: torch.device, mnist) -> None:
         paired_plain_loop_seconds=paired,
         speedup_per_round=speedups,
         speedup_median=statistics.median(speedups),
+        seed_epochs_per_second=1 / statistics.median(seconds[1:]),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["sequential", "vmap"])
+def test_sweep(benchmark, device: torch.device, mnist, engine: str) -> None:
+    """SWEEP_SEEDS seeds of the default recipe over SWEEP_IMAGES images, by each engine of train_many;
+    seed_epochs_per_second scales that to full 60,000-image epochs, comparable with a single run's."""
+    benchmark.group = f"sweep-{device.type}"
+    x, labels = on_device(tuple(t[:SWEEP_IMAGES] for t in mnist["training"]), device)
+    seeds = list(range(SWEEP_SEEDS))
+
+    def run() -> None:
+        train_many(x, labels, seeds, epochs=1, device=device, engine=engine)
+        sync(device)
+
+    benchmark.pedantic(run, rounds=2, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    record(
+        benchmark, device, SWEEP_SEEDS * SWEEP_IMAGES, engine=engine, seeds=SWEEP_SEEDS,
+        seed_epochs_per_second=SWEEP_SEEDS * SWEEP_IMAGES / 60_000 / median,
     )  # fmt: skip
 
 

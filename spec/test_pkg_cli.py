@@ -103,6 +103,28 @@ def test_train_writes_the_json_record_and_the_weights(mnist_folder: tuple[Path, 
     assert set(state) == set(LeNet().state_dict()), "the saved state dict is not LeNet's"
 
 
+def test_sweep_prints_each_seeds_accuracies_and_writes_the_distribution(
+    mnist_folder: tuple[Path, dict], tmp_path: Path
+) -> None:
+    args = ["sweep", "--seeds", "3,5-6", "--epochs", "2", "--device", "cpu", "--json", "sweep.json"]
+    proc = run_cli(*args, data=mnist_folder[0], cwd=tmp_path)
+    assert proc.returncode == 0, f"sweep failed with exit status {proc.returncode}:\n{proc.stderr}"
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert [run["seed"] for run in record["runs"]] == [3, 5, 6], f"runs {record['runs']}"
+    expected = {"recipe": "default", "epochs": 2, "device": "cpu", "torch_version": torch.__version__}
+    assert {k: record[k] for k in expected} == expected
+    for run in record["runs"]:
+        assert len(run["epoch_test_accuracy"]) == 2, f"seed {run['seed']}: {run['epoch_test_accuracy']}"
+        assert run["test_accuracy"] == run["epoch_test_accuracy"][-1], f"seed {run['seed']}: final is not the last"
+        line = f"seed {run['seed']:>4}: " + " ".join(f"{a:6.2f}" for a in run["epoch_test_accuracy"])
+        assert line in proc.stdout, f"stdout lacks {line!r}:\n{proc.stdout}"
+    finals = [run["test_accuracy"] for run in record["runs"]]
+    summary = record["summary"]
+    assert (summary["runs"], summary["min"], summary["max"]) == (3, min(finals), max(finals)), summary
+    assert summary["printed"] is None, "no accuracy was printed for 2 epochs, yet the summary names one"
+    assert "3 seeds: test accuracy min" in proc.stdout, proc.stdout
+
+
 def test_evaluate_reports_the_accuracy_of_saved_weights(mnist_folder: tuple[Path, dict], tmp_path: Path) -> None:
     torch.manual_seed(3)
     net = LeNet()
@@ -173,6 +195,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "load_tensors", forbidden("loading data"))
     monkeypatch.setattr(cli, "load_weights", forbidden("loading weights"))
     monkeypatch.setattr(cli, "train", forbidden("training"))
+    monkeypatch.setattr(cli, "train_many", forbidden("training"))
     monkeypatch.setattr(mnist_lab.grade, "grade_one", forbidden("grading"))
 
 
@@ -206,6 +229,13 @@ BAD_OPTIONS = {
     "grade --out into a missing folder": (["grade", "{tmp}", "--out", "{tmp}/missing/grades.csv"], "--out"),
     "grade --out names the JSON": (["grade", "{tmp}", "--out", "{tmp}/grades.json"], "--out"),
     "grade unsplittable --pytest-args": (["grade", "{tmp}", "--pytest-args", "-k 'q21"], "--pytest-args"),
+    "sweep reversed seeds": (["sweep", "--seeds", "5-2"], "--seeds"),
+    "sweep no seeds": (["sweep", "--seeds", ","], "--seeds"),
+    "sweep seeds not numbers": (["sweep", "--seeds", "a-b"], "--seeds"),
+    "sweep too many seeds": (["sweep", "--seeds", "0-100000"], "--seeds"),
+    "sweep a seed twice": (["sweep", "--seeds", "1,1"], "--seeds"),
+    "sweep an unknown engine": (["sweep", "--engine", "threads"], "--engine"),
+    "sweep --json into a missing folder": (["sweep", "--json", "{tmp}/missing/sweep.json"], "--json"),
     "unknown command": (["fly"], "fly"),
     "no command": ([], "command"),
 }
@@ -226,7 +256,7 @@ def test_bad_options_exit_2_with_one_line_before_any_work(
 
 @NO_CUDA
 @pytest.mark.usefixtures("no_work")
-@pytest.mark.parametrize("command", [["train"], ["evaluate", "--weights", "w.pt"]])
+@pytest.mark.parametrize("command", [["train"], ["sweep"], ["evaluate", "--weights", "w.pt"]])
 def test_device_cuda_without_gpu_exits_2_before_any_work(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
