@@ -35,7 +35,7 @@ from .train import (
     TrainingDivergedError,
     TrainResult,
     _check_data,
-    _check_loss,
+    _checked_losses,
     _Stopwatch,
     choose_device,
     minibatches,
@@ -172,12 +172,11 @@ class _Population:
         self, losses: torch.Tensor, start: int, stop: int, epoch: int, results: list[TrainResult], printed: bool
     ) -> None:
         """Check minibatches start+1 .. stop of each seed for divergence; log their mean where train() prints."""
-        for i, values in enumerate(losses[:, start:stop].tolist()):
-            for offset, value in enumerate(values):
-                try:
-                    _check_loss(value, epoch, start + offset + 1)
-                except TrainingDivergedError as err:
-                    raise TrainingDivergedError(f"seed {self.seeds[i]}: {err}") from None
+        for i, seed_losses in enumerate(losses):
+            try:
+                values = _checked_losses(seed_losses, start, stop, epoch)
+            except TrainingDivergedError as err:
+                raise TrainingDivergedError(f"seed {self.seeds[i]}: {err}") from None
             if printed:
                 results[i].loss_log.append([epoch, stop, sum(values) / len(values)])
 

@@ -16,18 +16,14 @@ import time
 
 import torch
 
+from mnist_lab.sweep import parse_seeds
 from spec.cells import as_tensors, normalize_as_printed, train_as_printed
 from spec.impl import impl
 
 
-def seed_range(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=seed_range, default=seed_range("0-7"))
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-23 or 0,3,7")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)

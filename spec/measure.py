@@ -28,8 +28,8 @@ def plain(value: Any) -> Any:
         return value.detach().cpu().tolist()
     if isinstance(value, np.ndarray | np.generic):
         return value.tolist()
-    if isinstance(value, torch.dtype | torch.device | torch.Size):
-        return str(value) if not isinstance(value, torch.Size) else list(value)
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from mnist_lab.data import EMBEDDED_DATA, FILES
 
@@ -113,3 +115,10 @@ class CodeRunningPickle:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+def assert_same_weights(got: nn.Module, want: nn.Module, what: str) -> None:
+    """Two nets trained two ways hold the same weights, to the float rounding that parts runs of
+    the same arithmetic (rtol 1e-4, atol 5e-5); `what` says which runs, for the message."""
+    for (name, a), b in zip(got.named_parameters(), want.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{what}: {name} differs: {m}")

@@ -202,11 +202,12 @@ class SpecReport:
         drawn, missing = self.plots()
         markdown = self.dir / "report.md"
         page = self.dir / "report.html"
-        markdown.write_text("\n".join(markdown_lines(self.header(), rows, drawn, missing)) + "\n", encoding="utf-8")
+        header = self.header()
+        markdown.write_text("\n".join(markdown_lines(header, rows, drawn, missing)) + "\n", encoding="utf-8")
         series = sorted(self.series, key=lambda r: json.dumps(r, sort_keys=True))  # not in the workers' order
-        record = {"header": self.header(), "questions": rows, "series": series}
+        record = {"header": header, "questions": rows, "series": series}
         (self.dir / "report.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        page.write_text(html_page(self.header(), rows, drawn, missing, self.dir), encoding="utf-8")
+        page.write_text(html_page(header, rows, drawn, missing, self.dir), encoding="utf-8")
         return markdown, page
 
 

@@ -10,6 +10,7 @@ import torch
 
 from mnist_lab import RECIPES, InputError, TrainingDivergedError, train
 from mnist_lab.sweep import MAX_SEEDS, Summary, parse_seeds, train_many
+from spec.pkg_support import assert_same_weights
 
 SEEDS = [0, 1, 2]
 # As in test_pkg_training.py, few steps at the default's 0.05, more at the printed 0.001, where rounding
@@ -33,10 +34,7 @@ def test_each_seed_trains_as_train_does(subset, device: torch.device, recipe: st
     assert len(many) == len(SEEDS), f"{len(many)} results for {len(SEEDS)} seeds"
     for seed, got in zip(SEEDS, many, strict=True):
         want = train(x, labels, recipe=chosen, epochs=2, seed=seed, device=device, log=None, engine="autograd")
-        for (name, a), b in zip(got.net.named_parameters(), want.net.parameters(), strict=True):
-            torch.testing.assert_close(
-                a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name, seed=seed: f"seed {seed}, {name}: {m}"
-            )
+        assert_same_weights(got.net, want.net, f"seed {seed}, train_many({engine!r}) against train()")
         assert len(got.epoch_seconds) == 2, f"seed {seed}: {len(got.epoch_seconds)} epoch timings, not 2"
         assert [row[:2] for row in got.loss_log] == [row[:2] for row in want.loss_log], f"seed {seed}: loss log"
 

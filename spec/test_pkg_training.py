@@ -29,6 +29,7 @@ from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
 from mnist_lab.train import _DeviceSteps
 from spec.cells import accuracy
 from spec.measure import Measure
+from spec.pkg_support import assert_same_weights
 
 # The package's default recipe over seeds 0-3 on the CPU (README): 98.53-98.82% after 3 epochs,
 # 98.82-99.04% after 10. One seed each, with margin: the promise is 94% and 98%.
@@ -204,11 +205,7 @@ def assert_trains_as_the_printed_loop(
         x, labels, recipe=chosen, epochs=epochs, net=fast, rng=np.random.RandomState(7), device=device, log=None,
         engine=engine,
     )  # fmt: skip
-    for (name, got), want in zip(result.net.named_parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(
-            got, want, rtol=1e-4, atol=5e-5,
-            msg=lambda m, name=name: f"{len(x)} images, {epochs} epochs: {name} differs from backprop_deep's: {m}",
-        )  # fmt: skip
+    assert_same_weights(result.net, plain, f"{len(x)} images, {epochs} epochs, against backprop_deep")
 
 
 @pytest.mark.parametrize("engine", ["auto", "autograd"])
@@ -347,8 +344,7 @@ def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str) -
         torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-6,
         msg=lambda m: f"FastLeNetStep's losses differ from autograd's: {m}",
     )  # fmt: skip
-    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_weights(fast, plain, "FastLeNetStep against autograd's SGD")
 
 
 def test_fast_cpu_step_trains_the_nets_own_parameters_in_one_buffer(subset) -> None:
@@ -401,8 +397,7 @@ def test_both_engines_follow_the_schedule_alike(subset) -> None:
         engine: train(x, labels, epochs=1, seed=5, device="cpu", log=None, engine=engine)
         for engine in ("fast_cpu", "autograd")
     }
-    for (name, a), b in zip(runs["fast_cpu"].net.named_parameters(), runs["autograd"].net.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=lambda m, name=name: f"{name}: {m}")
+    assert_same_weights(runs["fast_cpu"].net, runs["autograd"].net, "fast_cpu against autograd, linear schedule")
 
 
 def test_an_unknown_engine_is_refused(subset) -> None:

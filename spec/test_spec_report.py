@@ -155,9 +155,8 @@ def test_plots_without_data_are_named_as_not_drawn(tmp_path: Path) -> None:
 
 
 def test_the_printed_figures_are_what_the_plots_mark() -> None:
-    from spec import plots
 
-    assert plots.PRINTED_ACCURACY == {3: 94.41, 10: 98.17}, "the accuracy plot marks other figures than Q31's, Q33's"
+    assert printed.PRINTED_ACCURACY == {3: 94.41, 10: 98.17}, "the accuracy plot marks other figures than Q31's, Q33's"
     assert printed.PRINTED_LOSS_3_EPOCHS[0][2] == 2.301, "the loss plot's printed log is not the assignment's"
 
 
