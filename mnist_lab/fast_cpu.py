@@ -27,8 +27,12 @@ autograd. Losses and weights match autograd's to float rounding (spec/test_pkg_t
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import ctypes
 import functools
+import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -247,3 +251,58 @@ class FastLeNetStep:
         self.buffer.mul_(self.momentum).add_(self.grad)
         self.flat.add_(self.buffer, alpha=-self.lr)
         return loss
+
+
+PROBE_STEPS = 4  # timed steps per thread count and round
+
+
+def thread_counts(most: int) -> list[int]:
+    """The thread counts worth trying under a limit of `most`: most, most // 2, ..., 1."""
+    counts = []
+    while most >= 1:
+        counts.append(most)
+        most //= 2
+    return counts
+
+
+@contextlib.contextmanager
+def num_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` inside, and put back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_picked: dict[tuple[int, int], int] = {}
+
+
+def pick_threads(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> int:
+    """The thread count, at most torch.get_num_threads(), at which this step runs fastest on
+    minibatches like `x` (one minibatch of images, and its labels), as timed here.
+
+    A step of batch 100 is too small to keep many threads busy; past a few, threads cost more
+    in start-up and synchronisation than they save (the README has figures). Each candidate
+    trains a copy of `net` with learning rate 0 for PROBE_STEPS steps, twice, interleaved, and
+    the best time counts. The answer is kept for the process, per thread limit and batch size."""
+    most = torch.get_num_threads()
+    key = (most, len(x))
+    if key not in _picked:
+        counts = thread_counts(most)
+        if len(counts) == 1:
+            _picked[key] = most
+            return most
+        probe = FastLeNetStep(copy.deepcopy(net), lr=0.0, momentum=0.0)
+        best = dict.fromkeys(counts, float("inf"))
+        for _ in range(2):
+            for count in counts:
+                with num_threads(count):
+                    probe(x, labels)  # the first step at a new count pays for its threads
+                    start = time.perf_counter()
+                    for _ in range(PROBE_STEPS):
+                        probe(x, labels)
+                    best[count] = min(best[count], time.perf_counter() - start)
+        _picked[key] = min(counts, key=best.__getitem__)
+    return _picked[key]

@@ -7,9 +7,8 @@ and its own shuffling (NumPy's default_rng(s)). Two engines:
   fast CPU step);
 - "vmap": all seeds in one batched step. The seeds' weights are stacked (torch.func's
   stack_module_state) and one vmapped forward and backward (functional_call, grad_and_value)
-  serves every seed, each on its own minibatch; SGD with momentum is torch.optim.SGD's formula on
-  the stacked tensors. One step costs the GPU about what one seed's step costs, where a single
-  run leaves it mostly idle.
+  serves every seed, each on its own minibatch; SGD with momentum is torch.optim.SGD's, fused, on
+  the stacked tensors. On CUDA, windows of steps replay from graphs, as train()'s do.
 
 "auto" is vmap on CUDA and sequential on the CPU, where batching seeds was measured slower.
 """
@@ -36,6 +35,7 @@ from .train import (
     TrainResult,
     _check_data,
     _checked_losses,
+    _DeviceSteps,
     _Stopwatch,
     choose_device,
     minibatches,
@@ -83,7 +83,7 @@ def train_many(
     on_epoch: EpochCallback | None = None,
 ) -> list[TrainResult]:
     """One LeNet per seed, each trained as `train(seed=s)` trains it; their results in the order of `seeds`.
-    With "vmap", `epoch_seconds` is the whole population's time for each epoch."""
+    With "vmap", `epoch_seconds` is all the seeds' time for each epoch, together."""
     if engine not in SWEEP_ENGINES:
         raise InputError(f"engine must be one of {SWEEP_ENGINES}, not {engine!r}")
     if not seeds:
@@ -105,31 +105,39 @@ def train_many(
     return _Population(xtrain, ltrain, list(seeds), recipe, epochs, device).train(on_epoch)
 
 
-class _Population:
-    """The seeds' LeNets as one stack of weights, trained by one vmapped SGD step a minibatch."""
+class _Population(_DeviceSteps):
+    """The seeds' LeNets as one stack of weights, trained by one vmapped SGD step a minibatch
+    (captured in CUDA graphs on CUDA, as a single run's steps are)."""
 
     def __init__(
         self, x: torch.Tensor, labels: torch.Tensor, seeds: list[int], recipe: Recipe, epochs: int, device: torch.device
     ) -> None:
-        self.seeds, self.recipe, self.epochs, self.device = seeds, recipe, epochs, device
-        self.x, self.labels = x.to(device).contiguous(), labels.to(device)
+        self.seeds, self.epochs, self.device = seeds, epochs, device
+        x, labels = x.to(device).contiguous(), labels.to(device)
         self.nets = []
         for seed in seeds:  # as train(seed=s): torch seeded, then the recipe's net
             torch.manual_seed(seed)
             self.nets.append(recipe.make_net().to(device))
-        self.rngs = [np.random.default_rng(seed) for seed in seeds]
-        params, _ = stack_module_state(self.nets)
-        self.names = list(params)
-        self.params = [params[name].detach() for name in self.names]
-        self.buffers = [torch.zeros_like(p) for p in self.params]  # 0 * momentum + g is SGD's first step
+        stacked, _ = stack_module_state(self.nets)
+        self.names = list(stacked)
+        total = epochs * minibatches(len(x), recipe.batch_size)
+        super().__init__(x, labels, recipe, total, [stacked[name].detach() for name in self.names], (len(seeds),))
         base = LeNet().to("meta")
 
         def loss(params: tuple[torch.Tensor, ...], x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(functional_call(base, dict(zip(self.names, params, strict=True)), (x,)), labels)
 
         self.step_all = vmap(grad_and_value(loss))
+        if device.type == "cuda":
+            self.capture()
 
-    def _sync_nets(self) -> None:
+    def _step(self, idx: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        """idx: (seeds, minibatch), each seed's own images; the seeds' losses."""
+        grads, losses = self.step_all(tuple(self.params), self.x[idx], self.labels[idx])
+        self._update(grads, rate)
+        return losses
+
+    def sync_nets(self) -> None:
         """Copy the stacked weights into each seed's own LeNet."""
         with torch.no_grad():
             for i, net in enumerate(self.nets):
@@ -137,48 +145,32 @@ class _Population:
                     p.copy_(stacked[i])
 
     def train(self, on_epoch: EpochCallback | None) -> list[TrainResult]:
-        n, size = len(self.x), self.recipe.batch_size
-        batches = minibatches(n, size)
-        total = self.epochs * batches
+        """train()'s epochs for all the seeds at once: each seed's own shuffling, windows of LOG_EVERY
+        minibatches, each seed's losses checked and, for a full window, logged."""
+        n = len(self.x)
+        rngs = [np.random.default_rng(seed) for seed in self.seeds]
         results = [TrainResult(net) for net in self.nets]
-        losses = torch.zeros(len(self.seeds), batches, device=self.device)
-        t = 0
         for epoch in range(1, self.epochs + 1):
             clock = _Stopwatch(self.device)
-            orders = torch.from_numpy(np.stack([rng.permutation(n) for rng in self.rngs])).to(self.device)
-            logged = 0
-            for k in range(batches):
-                idx = orders[:, k * size : (k + 1) * size]  # (seeds, minibatch)
-                grads, losses[:, k] = self.step_all(tuple(self.params), self.x[idx], self.labels[idx])
-                lr = self.recipe.lr_at(t, total)
-                with torch.no_grad():
-                    torch._foreach_mul_(self.buffers, self.recipe.momentum)
-                    torch._foreach_add_(self.buffers, list(grads))
-                    torch._foreach_add_(self.params, self.buffers, alpha=-lr)
-                t += 1
-                if k % LOG_EVERY == LOG_EVERY - 1 or k == batches - 1:
-                    self._log(losses, logged, k + 1, epoch, results, printed=k % LOG_EVERY == LOG_EVERY - 1)
-                    logged = k + 1
+            self.new_epoch(torch.from_numpy(np.stack([rng.permutation(n) for rng in rngs])).to(self.device))
+            for start in range(0, self.batches, LOG_EVERY):
+                stop = min(start + LOG_EVERY, self.batches)
+                self.run(start, stop)
+                for i, seed_losses in enumerate(self.losses):
+                    try:
+                        values = _checked_losses(seed_losses, start, stop, epoch)
+                    except TrainingDivergedError as err:
+                        raise TrainingDivergedError(f"seed {self.seeds[i]}: {err}") from None
+                    if stop - start == LOG_EVERY:
+                        results[i].loss_log.append([epoch, stop, sum(values) / len(values)])
             seconds = clock.seconds()
-            self._sync_nets()
-            for i, result in enumerate(results):
+            self.sync_nets()
+            for seed, result in zip(self.seeds, results, strict=True):
                 result.epoch_seconds.append(seconds)
                 result.seconds = sum(result.epoch_seconds)
                 if on_epoch is not None:
-                    on_epoch(self.seeds[i], epoch, result)
+                    on_epoch(seed, epoch, result)
         return results
-
-    def _log(
-        self, losses: torch.Tensor, start: int, stop: int, epoch: int, results: list[TrainResult], printed: bool
-    ) -> None:
-        """Check minibatches start+1 .. stop of each seed for divergence; log their mean where train() prints."""
-        for i, seed_losses in enumerate(losses):
-            try:
-                values = _checked_losses(seed_losses, start, stop, epoch)
-            except TrainingDivergedError as err:
-                raise TrainingDivergedError(f"seed {self.seeds[i]}: {err}") from None
-            if printed:
-                results[i].loss_log.append([epoch, stop, sum(values) / len(values)])
 
 
 @dataclass(frozen=True)

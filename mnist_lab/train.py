@@ -16,10 +16,13 @@ from torch import nn
 
 from . import fast_cpu
 from .errors import InputError
-from .fast_cpu import FastLeNetStep, is_lenet, tune_malloc
+from .fast_cpu import FastLeNetStep, is_lenet, num_threads, pick_threads, tune_malloc
 from .model import LeNet, he_init_
 
 LOG_EVERY = 100  # minibatches between printed losses, as in the assignment
+# Minibatches one CUDA graph replays: a printed window. (10 replayed as fast and captured
+# faster, but two captures failed with it on the GPU runner: the README has the figures.)
+GRAPH_STEPS = LOG_EVERY
 
 
 class TrainingDivergedError(RuntimeError):
@@ -121,6 +124,7 @@ class Recipe:
     momentum: float
     batch_size: int
     schedule: str = "constant"  # one of SCHEDULES
+    warmup: int = 0  # steps over which the rate rises linearly to the schedule's, from lr / warmup
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -133,6 +137,8 @@ class Recipe:
             raise InputError(f"recipe {self.name!r}: momentum must be in [0, 1), not {self.momentum}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise InputError(f"recipe {self.name!r}: batch_size must be a whole number >= 1, not {self.batch_size!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise InputError(f"recipe {self.name!r}: warmup must be a whole number of steps >= 0, not {self.warmup!r}")
 
     def make_net(self) -> LeNet:
         net = LeNet()
@@ -140,16 +146,19 @@ class Recipe:
 
     def lr_at(self, step: int | torch.Tensor, total: int) -> float | torch.Tensor:
         """The learning rate of step `step` (0-based) of `total`; a tensor step gives a tensor."""
-        if self.schedule == "constant":
-            return self.lr + 0 * step
-        return self.lr * (1 - step / total)
+        rate = self.lr + 0 * step if self.schedule == "constant" else self.lr * (1 - step / total)
+        if self.warmup:
+            ramp = (step + 1) / self.warmup
+            rate = rate * (ramp.clamp(max=1.0) if isinstance(ramp, torch.Tensor) else min(ramp, 1.0))
+        return rate
 
 
 RECIPES = {
     # Exactly the printed recipe.
     "assignment": Recipe("assignment", init="pytorch", lr=0.001, momentum=0.9, batch_size=100),
-    # He initialisation, a 50 times larger step, decayed linearly to 0: the README says why.
-    "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear"),
+    # He initialisation, a 50 times larger step, warmed up over 100 steps and decayed linearly
+    # to 0: the README says why.
+    "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear", warmup=100),
 }
 ENGINES = ("auto", "autograd", "fast_cpu")
 CLASSES = 10  # MNIST's digits: the labels train() takes are 0-9
@@ -167,24 +176,30 @@ class Steps(Protocol):
     """An engine: the SGD steps of one run, which train() drives.
 
     Each epoch train() calls `new_epoch(order)` with that epoch's permutation of the images,
-    then the engine once for each minibatch k = 0, 1, ..., in order; minibatch k is the
-    images order[k * batch_size : (k + 1) * batch_size]. Its mean loss lands in `losses[k]`,
-    a tensor on the device that train() reads only when it prints.
+    then `run(start, stop)` for consecutive windows of minibatches, in order: minibatch k is
+    the images order[k * batch_size : (k + 1) * batch_size], and its mean loss lands in
+    `losses[k]`, a tensor on the device that train() reads only after the window.
     """
 
     losses: torch.Tensor
+    threads: int | None  # the CPU thread count it trains with; None: as the caller set it
 
     def new_epoch(self, order: torch.Tensor) -> None: ...
 
-    def __call__(self, k: int) -> None: ...
+    def run(self, start: int, stop: int) -> None: ...
 
 
 class _FastCPUSteps:
-    """`fast_cpu.FastLeNetStep` over one epoch's permutation, the learning rate set each step."""
+    """`fast_cpu.FastLeNetStep` over one epoch's permutation, the learning rate set each step,
+    at the thread count asked for, else at the one `fast_cpu.pick_threads` measured fastest."""
 
-    def __init__(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int) -> None:
+    def __init__(
+        self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int, threads: int | None
+    ) -> None:
         tune_malloc()
         self.x, self.labels, self.recipe, self.total = x, labels, recipe, total
+        size = recipe.batch_size
+        self.threads: int | None = threads if threads is not None else pick_threads(net, x[:size], labels[:size])
         self.fast = FastLeNetStep(net, recipe.lr, recipe.momentum)
         self.losses = torch.zeros(minibatches(len(x), recipe.batch_size))
         self.order = torch.empty(0, dtype=torch.long)
@@ -193,92 +208,156 @@ class _FastCPUSteps:
     def new_epoch(self, order: torch.Tensor) -> None:
         self.order = order
 
-    def __call__(self, k: int) -> None:
+    def run(self, start: int, stop: int) -> None:
         size = self.recipe.batch_size
-        idx = self.order[k * size : (k + 1) * size]
-        self.fast.lr = float(self.recipe.lr_at(self.t, self.total))
-        self.losses[k] = self.fast(self.x.index_select(0, idx), self.labels.index_select(0, idx))
-        self.t += 1
+        for k in range(start, stop):
+            idx = self.order[k * size : (k + 1) * size]
+            self.fast.lr = float(self.recipe.lr_at(self.t, self.total))
+            self.losses[k] = self.fast(self.x.index_select(0, idx), self.labels.index_select(0, idx))
+            self.t += 1
 
 
 class _DeviceSteps:
-    """SGD steps with all their state on the device, so that CUDA can capture one in a graph.
+    """SGD steps with all their state on the device, so that CUDA can replay a window of them from a graph.
 
-    A step reads its minibatch from `order` at a device-side minibatch counter `k`, its
-    learning rate from a device-side step count `t`, and writes its loss into `losses`: it
-    needs nothing from the host, and a graph replays it as it is. SGD's update is
-    torch.optim.SGD's (dampening 0), spelled with a tensor learning rate.
+    Minibatch k of an epoch takes its images from `order`, its learning rate from `rates` (the
+    recipe's schedule for every step of the run, computed once) and writes its loss into
+    `losses`. A graph replays up to `graph_steps` full minibatches with every address fixed,
+    so a replay copies its part of `order` and `rates` into window buffers first and the
+    losses out afterwards: three copies for up to `graph_steps` steps. Minibatches no graph
+    covers (a short last one, or all of them where there is no graph) run eagerly.
+
+    `lead` is () for one run; the sweep's population of S runs has lead (S,), one order and
+    one row of losses per run. The update is torch.optim.SGD's, fused, with the rate a tensor.
     """
 
-    def __init__(self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int) -> None:
-        self.net, self.x, self.labels, self.recipe, self.total = net, x, labels, recipe, total
-        device = x.device
-        self.params = list(net.parameters())
-        self.buffers = [torch.zeros_like(p) for p in self.params]  # 0 * momentum + g == SGD's first step
-        self.order = torch.zeros(len(x), dtype=torch.long, device=device)
-        self.offsets = torch.arange(recipe.batch_size, device=device)
-        self.k = torch.zeros((), dtype=torch.long, device=device)  # minibatch within the epoch
-        self.t = torch.zeros((), device=device)  # steps taken
-        self.losses = torch.zeros(minibatches(len(x), recipe.batch_size), device=device)
-        self.graph: torch.cuda.CUDAGraph | None = None
+    def __init__(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        recipe: Recipe,
+        total: int,
+        params: list[torch.Tensor],
+        lead: tuple[int, ...] = (),
+        graph_steps: int = GRAPH_STEPS,
+    ) -> None:
+        self.x, self.labels, self.recipe, self.params = x, labels, recipe, params
+        self.threads: int | None = None
+        self.graph_steps = min(graph_steps, LOG_EVERY)
+        device, size = x.device, recipe.batch_size
+        self.batches, self.full = minibatches(len(x), size), len(x) // size
+        steps = torch.arange(total, dtype=torch.float64)
+        self.rates = recipe.lr_at(steps, total).to(device=device, dtype=params[0].dtype)
+        self.order = torch.zeros(*lead, len(x), dtype=torch.long, device=device)
+        self.losses = torch.zeros(*lead, self.batches, device=device)
+        self.epoch_start = -self.batches  # the run's step count at this epoch's first minibatch
+        span = min(self.graph_steps, self.full)  # the most minibatches a graph replays
+        self.window_order = torch.zeros(*lead, span * size, dtype=torch.long, device=device)
+        self.window_rates = torch.zeros(span, dtype=self.rates.dtype, device=device)
+        self.window_losses = torch.zeros(*lead, span, device=device)
+        self.optimizer = torch.optim.SGD(params, lr=self.rates[0], momentum=recipe.momentum, fused=True)
+        for p in params:  # 0 * momentum + g is SGD's first step
+            self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by the number of minibatches replayed
 
     def new_epoch(self, order: torch.Tensor) -> None:
         self.order.copy_(order)
-        self.k.zero_()
+        self.epoch_start += self.batches
 
-    def __call__(self, k: int) -> None:
-        """Minibatch k, which the device's counter also holds: the host needs k only for the
-        minibatch's size. A full one replays the graph, where one was captured; a short last
-        one runs eagerly, since a graph replays one shape only."""
-        count = min(self.recipe.batch_size, len(self.x) - k * self.recipe.batch_size)
-        if self.graph is not None and count == self.recipe.batch_size:
-            self.graph.replay()
-        else:
-            self.step(count)
+    def run(self, start: int, stop: int) -> None:
+        size = self.recipe.batch_size
+        while start < stop:  # graphs replay the full minibatches, graph_steps at most at a time
+            span = min(self.graph_steps, min(stop, self.full) - start)
+            graph = self.graphs.get(span)
+            if graph is None:
+                break
+            t = self.epoch_start + start
+            self.window_order.narrow(-1, 0, span * size).copy_(self.order.narrow(-1, start * size, span * size))
+            self.window_rates[:span].copy_(self.rates[t : t + span])
+            graph.replay()
+            self.losses.narrow(-1, start, span).copy_(self.window_losses.narrow(-1, 0, span))
+            start += span
+        for k in range(start, stop):
+            idx = self.order.narrow(-1, k * size, min(size, self.order.shape[-1] - k * size))
+            self.losses.select(-1, k).copy_(self._step(idx, self.rates[self.epoch_start + k]))
 
-    def step(self, count: int) -> None:
-        """Train on the next `count` images of `order`."""
-        idx = self.order.index_select(0, self.k * self.recipe.batch_size + self.offsets[:count])
-        loss = F.cross_entropy(self.net(self.x.index_select(0, idx)), self.labels.index_select(0, idx))
-        grads = torch.autograd.grad(loss, self.params)
-        with torch.no_grad():
-            torch._foreach_mul_(self.buffers, self.recipe.momentum)
-            torch._foreach_add_(self.buffers, grads)
-            lr = self.recipe.lr_at(self.t, self.total)
-            torch._foreach_sub_(self.params, torch._foreach_mul(self.buffers, lr))
-            self.losses.index_copy_(0, self.k.view(1), loss.detach().view(1))
-            self.k.add_(1)
-            self.t.add_(1)
+    def spans(self) -> set[int]:
+        """The numbers of full minibatches run() replays at once, over train()'s windows of LOG_EVERY."""
+        spans = set()
+        for window in range(0, self.full, LOG_EVERY):
+            end = min(window + LOG_EVERY, self.full)
+            spans.update(min(self.graph_steps, end - start) for start in range(window, end, self.graph_steps))
+        return spans
+
+    def _step(self, idx: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        """Train on the images `idx` with learning rate `rate`; the minibatch's loss."""
+        raise NotImplementedError
+
+    def _update(self, grads: tuple[torch.Tensor, ...], rate: torch.Tensor) -> None:
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g
+        self.optimizer.param_groups[0]["lr"] = rate
+        self.optimizer.step()
+        for p in self.params:
+            p.grad = None
 
     def _state(self) -> list[torch.Tensor]:
-        return [*self.params, *self.buffers, self.k, self.t, self.losses]
+        buffers = [self.optimizer.state[p]["momentum_buffer"] for p in self.params]
+        return [*self.params, *buffers, self.losses, self.window_order, self.window_rates, self.window_losses]
 
     def capture(self) -> None:
-        """Capture a full minibatch's step in a CUDA graph, leaving no trace in the run.
+        """Capture a graph for each number of full minibatches run() replays at once
+        (`spans()`), leaving no trace in the run.
 
-        The warm-up the CUDA-graph docs ask for (steps on a side stream) trains on minibatch
-        0 of the current order, which exists wherever a full minibatch does; afterwards the
-        weights, momentum, counters, losses and the CUDA generator are put back as they were.
-        A data set smaller than one minibatch has no full minibatch, and no graph."""
-        if len(self.x) < self.recipe.batch_size:
+        The warm-up the CUDA-graph docs ask for (steps on a side stream) trains on minibatch 0
+        of the current order; afterwards the weights, momentum, losses, window buffers and the
+        CUDA generator are put back as they were. A data set smaller than one minibatch has no
+        full minibatch, and no graph."""
+        spans = self.spans()
+        if not spans:
             return
-        device = self.x.device
+        device, size = self.x.device, self.recipe.batch_size
         saved = [s.detach().clone() for s in self._state()]
         rng = torch.cuda.get_rng_state(device)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(3):
-                self.k.zero_()
-                self.step(self.recipe.batch_size)
+                self._step(self.order[..., :size], self.rates[0])
         torch.cuda.current_stream(device).wait_stream(side)
+        pool = torch.cuda.graph_pool_handle()
+        for span in sorted(spans, reverse=True):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                for j in range(span):
+                    idx = self.window_order.narrow(-1, j * size, size)
+                    self.window_losses.select(-1, j).copy_(self._step(idx, self.window_rates[j]))
+            self.graphs[span] = graph
         with torch.no_grad():
             for state, value in zip(self._state(), saved, strict=True):
                 state.copy_(value)
         torch.cuda.set_rng_state(rng, device)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.step(self.recipe.batch_size)
+
+
+class _AutogradSteps(_DeviceSteps):
+    """One run: the net's own forward, its gradients from autograd."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        recipe: Recipe,
+        total: int,
+        graph_steps: int = GRAPH_STEPS,
+    ) -> None:
+        self.net = net
+        super().__init__(x, labels, recipe, total, list(net.parameters()), graph_steps=graph_steps)
+
+    def _step(self, idx: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(self.net(self.x.index_select(0, idx)), self.labels.index_select(0, idx))
+        self._update(torch.autograd.grad(loss, self.params), rate)
+        return loss.detach()
 
 
 def _check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
@@ -301,7 +380,7 @@ def _check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
 
 
 def _make_steps(
-    engine: str, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int
+    engine: str, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int, threads: int | None
 ) -> Steps:
     """The engine `engine` names. "auto" is fast_cpu for a LeNet on the CPU where this PyTorch has the
     overloads it calls (`fast_cpu.supported()`), else autograd, captured in a graph on CUDA."""
@@ -310,8 +389,10 @@ def _make_steps(
     if engine == "auto":
         engine = "fast_cpu" if x.device.type == "cpu" and is_lenet(net) and fast_cpu.supported() else "autograd"
     if engine == "fast_cpu":
-        return _FastCPUSteps(net, x, labels, recipe, total)
-    steps = _DeviceSteps(net, x, labels, recipe, total)
+        return _FastCPUSteps(net, x, labels, recipe, total, threads)
+    steps = _AutogradSteps(net, x, labels, recipe, total)
+    if x.device.type == "cpu":
+        steps.threads = threads
     if x.device.type == "cuda":
         steps.capture()
     return steps
@@ -361,6 +442,7 @@ def train(
     on_epoch: Callable[[int, TrainResult], None] | None = None,
     on_log: Callable[[int, int, TrainResult], None] | None = None,
     engine: str = "auto",
+    threads: int | None = None,
 ) -> TrainResult:
     """Train LeNet-5 with `recipe` for `epochs`: the package's fast path.
 
@@ -368,42 +450,46 @@ def train(
     same permutations; the recipe's schedule aside), but the data sits on the device
     once and the losses stay there until they are printed every 100 minibatches.
     `engine` picks the steps (`Steps`): "fast_cpu" trains a LeNet on the CPU with
-    `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide);
-    "autograd" uses `_DeviceSteps`, captured in a CUDA graph on CUDA; "auto" picks fast_cpu
-    for a LeNet on the CPU. `seed` fixes the initial weights and, unless `rng` is given,
+    `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide), at
+    `threads` CPU threads, else at the count `fast_cpu.pick_threads` measured fastest (at most
+    torch.get_num_threads(); the caller's count is put back afterwards);
+    "autograd" uses `_AutogradSteps`, windows of which CUDA replays from graphs; "auto" picks
+    fast_cpu for a LeNet on the CPU. `seed` fixes the initial weights and, unless `rng` is given,
     the shuffling. `on_epoch(epoch, result)` runs after each epoch and
     `on_log(epoch, minibatch, result)` at each printed loss, both outside the timing.
     """
     _check_data(xtrain, ltrain, epochs)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be a whole number >= 1, not {threads!r}")
     device = choose_device(device) if isinstance(device, str) else device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed) if rng is None else rng
     net = (recipe.make_net() if net is None else net).to(device)
     x, labels = xtrain.to(device).contiguous(), ltrain.to(device)
     n, batches = len(x), minibatches(len(x), recipe.batch_size)
-    steps = _make_steps(engine, net, x, labels, recipe, epochs * batches)
+    steps = _make_steps(engine, net, x, labels, recipe, epochs * batches, threads)
 
     result = TrainResult(net)
-    for epoch in range(1, epochs + 1):
-        clock = _Stopwatch(device)
-        steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
-        logged = 0  # minibatches of this epoch whose losses were read
-        for k in range(batches):
-            steps(k)
-            if k % LOG_EVERY == LOG_EVERY - 1:
-                recent = _checked_losses(steps.losses, logged, k + 1, epoch)
-                logged = k + 1
+    with contextlib.nullcontext() if steps.threads is None else num_threads(steps.threads):
+        for epoch in range(1, epochs + 1):
+            clock = _Stopwatch(device)
+            steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
+            for start in range(0, batches, LOG_EVERY):
+                stop = min(start + LOG_EVERY, batches)
+                steps.run(start, stop)
+                recent = _checked_losses(steps.losses, start, stop, epoch)
+                if stop - start < LOG_EVERY:  # the epoch's tail: checked, not printed
+                    continue
                 mean = sum(recent) / len(recent)
-                result.loss_log.append([epoch, k + 1, mean])
+                result.loss_log.append([epoch, stop, mean])
                 if log is not None:
-                    log("[%d, %5d] loss: %.3f" % (epoch, k + 1, mean))
+                    log("[%d, %5d] loss: %.3f" % (epoch, stop, mean))
                 if on_log is not None:
                     result.seconds = sum(result.epoch_seconds) + clock.seconds()
                     with clock.paused():
-                        on_log(epoch, k + 1, result)
-        _checked_losses(steps.losses, logged, batches, epoch)
-        result.epoch_seconds.append(clock.seconds())
-        result.seconds = sum(result.epoch_seconds)
-        if on_epoch is not None:
-            on_epoch(epoch, result)
+                        on_log(epoch, stop, result)
+            result.epoch_seconds.append(clock.seconds())
+            result.seconds = sum(result.epoch_seconds)
+            if on_epoch is not None:
+                on_epoch(epoch, result)
     return result

@@ -188,6 +188,55 @@ def test_sweep(benchmark, device: torch.device, mnist, engine: str) -> None:
     )  # fmt: skip
 
 
+GPU_TARGET_EPOCHS = 10  # the printed GPU run's length (Q33), for the two GPU speed targets
+GPU_SWEEP_SEEDS = 32
+
+
+@pytest.mark.cuda
+def test_printed_recipe_ten_epochs_cuda(benchmark, mnist) -> None:
+    """The printed recipe for 10 epochs of all 60,000 images on the GPU, set-up (the CUDA graphs'
+    capture) included; train_seconds is train()'s own timing of its epochs."""
+    device = torch.device("cuda")
+    benchmark.group = "ten-epochs-cuda"
+    x, labels = on_device(mnist["training"], device)
+    seconds: list[float] = []
+
+    def run() -> None:
+        recipe = RECIPES["assignment"]
+        result = train(x, labels, recipe=recipe, epochs=GPU_TARGET_EPOCHS, seed=0, device=device, log=None)
+        seconds.append(result.seconds)
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    train_seconds = statistics.median(seconds[1:])
+    record(
+        benchmark, device, GPU_TARGET_EPOCHS * len(x), recipe="assignment", epochs=GPU_TARGET_EPOCHS,
+        train_seconds=train_seconds, seed_epochs_per_second=GPU_TARGET_EPOCHS / train_seconds,
+    )  # fmt: skip
+
+
+@pytest.mark.cuda
+def test_sweep_of_32_seeds_ten_epochs_cuda(benchmark, mnist) -> None:
+    """32 seeds of the printed recipe, 10 epochs each, in one vmapped population (set-up included;
+    one round, long enough to need no warm-up round beside the earlier benchmarks)."""
+    device = torch.device("cuda")
+    benchmark.group = "ten-epochs-cuda"
+    x, labels = on_device(mnist["training"], device)
+    seeds = list(range(GPU_SWEEP_SEEDS))
+    seconds: list[float] = []
+
+    def run() -> None:
+        recipe = RECIPES["assignment"]
+        results = train_many(x, labels, seeds, recipe=recipe, epochs=GPU_TARGET_EPOCHS, device=device, engine="vmap")
+        seconds.append(results[0].seconds)  # all the seeds' epochs, the same for every seed
+
+    benchmark.pedantic(run, rounds=1)
+    record(
+        benchmark, device, GPU_SWEEP_SEEDS * GPU_TARGET_EPOCHS * len(x), recipe="assignment", engine="vmap",
+        seeds=GPU_SWEEP_SEEDS, epochs=GPU_TARGET_EPOCHS, train_seconds=seconds[-1],
+        seed_epochs_per_second=GPU_SWEEP_SEEDS * GPU_TARGET_EPOCHS / benchmark.stats.stats.median,
+    )  # fmt: skip
+
+
 class _Reached(Exception):  # noqa: N818 (a signal, not an error)
     """Raised from on_log to stop training once the target accuracy is reached."""
 

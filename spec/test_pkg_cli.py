@@ -83,9 +83,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *fr
 
 def test_train_writes_the_json_record_and_the_weights(mnist_folder: tuple[Path, dict], tmp_path: Path) -> None:
     """Batches of 2 make 100 minibatches in the epoch, so the loss log gets its one row."""
-    args = ["train", "--epochs", "1", "--batch-size", "2", "--seed", "7", "--device", "cpu"]
+    args = ["train", "--epochs", "1", "--batch-size", "2", "--warmup", "0", "--seed", "7", "--device", "cpu"]
+    args += ["--threads", "1"]
     proc = run_cli(*args, "--json", "out.json", "--save", "w.pt", data=mnist_folder[0], cwd=tmp_path)
     assert proc.returncode == 0, f"train failed with exit status {proc.returncode}:\n{proc.stderr}"
+    header = proc.stdout.splitlines()[0]
+    assert "batch_size=2, schedule='linear', warmup=0)" in header, f"the options did not reach the recipe: {header}"
     assert proc.stderr == "", f"a successful run wrote to stderr:\n{proc.stderr}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "w.pt"], "stray or temporary files"
 
@@ -207,6 +210,8 @@ BAD_OPTIONS = {
     "learning rate 0": (["train", "--lr", "0"], "--lr"),
     "learning rate nan": (["train", "--lr", "nan"], "--lr"),
     "momentum 1": (["train", "--momentum", "1"], "--momentum"),
+    "negative warm-up": (["train", "--warmup", "-1"], "--warmup"),
+    "zero threads": (["train", "--threads", "0"], "--threads"),
     "negative seed": (["train", "--seed", "-1"], "--seed"),
     "unknown device": (["train", "--device", "tpu"], "--device"),
     "unknown recipe": (["train", "--recipe", "fast"], "--recipe"),

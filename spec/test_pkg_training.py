@@ -8,6 +8,7 @@ import contextlib
 import copy
 import dataclasses
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from mnist_lab import (
     RECIPES,
     InputError,
     TrainingDivergedError,
+    TrainResult,
     backprop_deep,
     choose_device,
     evaluate,
@@ -26,7 +28,7 @@ from mnist_lab import (
     train,
 )
 from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
-from mnist_lab.train import _DeviceSteps
+from mnist_lab.train import _AutogradSteps
 from spec.cells import accuracy
 from spec.measure import Measure
 from spec.pkg_support import assert_same_weights
@@ -190,9 +192,10 @@ SIZES = [1, B - 1, B, B + 1, 3 * B // 2, 5 * B // 2]
 def assert_trains_as_the_printed_loop(
     x: torch.Tensor, labels: torch.Tensor, recipe: str, engine: str, epochs: int, device: torch.device
 ) -> None:
-    """Same start, same permutations, same settings (the printed loop has no schedule, so the
-    learning rate is held constant): train() and backprop_deep end with the same weights."""
-    chosen = dataclasses.replace(RECIPES[recipe], schedule="constant")
+    """Same start, same permutations, same settings (the printed loop has no schedule and no
+    warm-up, so the learning rate is held constant): train() and backprop_deep end with the
+    same weights."""
+    chosen = dataclasses.replace(RECIPES[recipe], schedule="constant", warmup=0)
     assert chosen.batch_size == B, f"recipe {recipe} has minibatches of {chosen.batch_size}, this test's B is {B}"
     x, labels = x.to(device), labels.to(device)
     torch.manual_seed(0)
@@ -251,11 +254,11 @@ def test_capturing_the_cuda_graph_leaves_no_trace(subset, n: int) -> None:
     losses and the CUDA generator must be as they were."""
     x, labels = (t[:n].to("cuda") for t in subset)
     recipe = RECIPES["default"]
-    steps = _DeviceSteps(recipe.make_net().cuda(), x, labels, recipe, total=10)
+    steps = _AutogradSteps(recipe.make_net().cuda(), x, labels, recipe, total=10)
     steps.new_epoch(torch.randperm(n, device="cuda"))
     before, rng = [s.detach().clone() for s in steps._state()], torch.cuda.get_rng_state()
     steps.capture()
-    assert steps.graph is not None, f"no graph captured for {n} images"
+    assert steps.graphs, f"no graph captured for {n} images"
     for i, (after, was) in enumerate(zip(steps._state(), before, strict=True)):
         torch.testing.assert_close(after, was, rtol=0, atol=0, msg=lambda m, i=i: f"state {i} changed: {m}")
     assert torch.equal(torch.cuda.get_rng_state(), rng), "the capture moved the CUDA generator"
@@ -296,6 +299,8 @@ def test_train_refuses_a_run_of_no_epochs(subset) -> None:
         ("momentum", 1.0, r"momentum must be in \[0, 1\)"),
         ("batch_size", 0, "batch_size must be a whole number >= 1"),
         ("batch_size", 2.5, "batch_size must be a whole number >= 1"),
+        ("warmup", -1, "warmup must be a whole number of steps >= 0"),
+        ("warmup", 1.5, "warmup must be a whole number of steps >= 0"),
     ],
 )
 def test_a_recipe_refuses_unknown_settings(field: str, value: object, message: str) -> None:
@@ -381,12 +386,47 @@ def test_fast_cpu_pooling_breaks_ties_like_max_pool2d() -> None:
 
 
 def test_linear_schedule_decays_from_lr_to_zero() -> None:
-    recipe = dataclasses.replace(RECIPES["default"], lr=0.05, schedule="linear")
+    recipe = dataclasses.replace(RECIPES["default"], lr=0.05, schedule="linear", warmup=0)
     rates = [recipe.lr_at(t, 10) for t in range(10)]
     assert rates == pytest.approx([0.05 * (1 - t / 10) for t in range(10)]), f"linear schedule gives {rates}"
     assert float(recipe.lr_at(torch.tensor(5.0), 10)) == pytest.approx(0.025), "a tensor step gives another rate"
     constant = dataclasses.replace(recipe, schedule="constant")
     assert [constant.lr_at(t, 10) for t in (0, 9)] == [0.05, 0.05], "a constant schedule changes the rate"
+
+
+def test_warmup_ramps_the_rate_up_to_the_schedule() -> None:
+    recipe = dataclasses.replace(RECIPES["default"], lr=0.05, schedule="linear", warmup=4)
+    want = [0.05 * min(1, (t + 1) / 4) * (1 - t / 10) for t in range(10)]
+    rates = [recipe.lr_at(t, 10) for t in range(10)]
+    assert rates == pytest.approx(want), f"a 4-step warm-up into the linear schedule gives {rates}, not {want}"
+    tensor_rates = recipe.lr_at(torch.arange(10, dtype=torch.float64), 10)
+    torch.testing.assert_close(tensor_rates, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+# Seeds on which the default recipe without its warm-up (0.05 from the first step) left every
+# network dead within 100 minibatches of a 3-epoch run: 11.35% test accuracy, the loss at ln 10.
+DEAD_WITHOUT_WARMUP = [6, 16, 18]
+
+
+class _FirstWindow(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised from on_log to stop after the first printed loss."""
+
+
+@pytest.mark.parametrize("seed", DEAD_WITHOUT_WARMUP)
+def test_the_default_recipe_learns_from_the_first_minibatches(mnist, seed: int) -> None:
+    """The first 100 minibatches of a 3-epoch run of all of MNIST bring the loss well below
+    ln 10 = 2.30, on the seeds that stayed there (and never left) without the warm-up."""
+    x, labels = mnist["training"]
+    first: list[float] = []
+
+    def stop(epoch: int, minibatch: int, result: TrainResult) -> None:
+        first.append(result.loss_log[-1][2])
+        raise _FirstWindow
+
+    with contextlib.suppress(_FirstWindow):
+        train(x, labels, epochs=3, seed=seed, device="cpu", log=None, on_log=stop)
+    assert first, f"seed {seed}: no loss printed after 100 minibatches"
+    assert first[0] < 1.5, f"seed {seed}: mean loss {first[0]:.3f} over the first 100 minibatches, not below 1.5"
 
 
 def test_both_engines_follow_the_schedule_alike(subset) -> None:
@@ -403,3 +443,75 @@ def test_both_engines_follow_the_schedule_alike(subset) -> None:
 def test_an_unknown_engine_is_refused(subset) -> None:
     with pytest.raises(ValueError, match="engine must be one of"):
         train(*subset, epochs=1, device="cpu", log=None, engine="turbo")
+
+
+@pytest.mark.parametrize(("most", "counts"), [(1, [1]), (2, [2, 1]), (6, [6, 3, 1]), (16, [16, 8, 4, 2, 1])])
+def test_thread_counts_halve_down_to_one(most: int, counts: list[int]) -> None:
+    assert fast_cpu.thread_counts(most) == counts, f"under {most} threads: {fast_cpu.thread_counts(most)}"
+
+
+def test_the_thread_probe_picks_a_count_within_the_limit_and_leaves_no_trace(
+    subset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, labels = (t[:100] for t in subset)
+    net = RECIPES["assignment"].make_net()
+    before = [p.detach().clone() for p in net.parameters()]
+    monkeypatch.setattr(fast_cpu, "_picked", {})
+    with fast_cpu.num_threads(2):
+        picked = fast_cpu.pick_threads(net, x, labels)
+        assert torch.get_num_threads() == 2, f"the probe left {torch.get_num_threads()} threads, not 2"
+    assert picked in (1, 2), f"picked {picked} threads under a limit of 2"
+    for p, was in zip(net.parameters(), before, strict=True):
+        torch.testing.assert_close(p.detach(), was, rtol=0, atol=0, msg="the probe trained the caller's net")
+    assert fast_cpu._picked == {(2, 100): picked}, f"the choice is not kept for the process: {fast_cpu._picked}"
+
+
+def test_train_trains_at_the_picked_thread_count_and_puts_the_callers_back(
+    subset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, labels = (t[:300] for t in subset)
+    monkeypatch.setattr(sys.modules["mnist_lab.train"], "pick_threads", lambda net, x, labels: 1)
+    during: list[int] = []
+    with fast_cpu.num_threads(2):
+        train(x, labels, epochs=1, device="cpu", log=None, on_epoch=lambda e, r: during.append(torch.get_num_threads()))
+        after = torch.get_num_threads()
+    assert during == [1], f"trained at {during} threads, not the picked 1"
+    assert after == 2, f"train() left {after} threads, not the caller's 2"
+
+
+@pytest.mark.parametrize("engine", ["fast_cpu", "autograd"])
+def test_train_trains_at_the_thread_count_asked_for(subset, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    probe = lambda net, x, labels: pytest.fail("probed the thread count though told it")  # noqa: E731
+    monkeypatch.setattr(sys.modules["mnist_lab.train"], "pick_threads", probe)
+    x, labels = (t[:300] for t in subset)
+    during: list[int] = []
+    with fast_cpu.num_threads(2):
+        train(x, labels, epochs=1, device="cpu", log=None, engine=engine, threads=1,
+              on_epoch=lambda e, r: during.append(torch.get_num_threads()))  # fmt: skip
+    assert during == [1], f"{engine}: trained at {during} threads, not the 1 asked for"
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5, True])
+def test_train_refuses_a_thread_count_that_is_not_one_or_more(subset, threads: object) -> None:
+    with pytest.raises(InputError, match="threads must be a whole number >= 1"):
+        train(*subset, epochs=1, device="cpu", log=None, threads=threads)
+
+
+@pytest.mark.parametrize(
+    ("n", "graph_steps", "spans"),
+    [
+        (60_000, 100, {100}),
+        (60_000, 10, {10}),
+        (12_000, 100, {100, 20}),  # the second window holds 20 full minibatches
+        (12_550, 10, {10, 5}),  # 125 full: the second window's last replay takes 5
+        (250, 100, {2}),
+        (99, 100, set()),  # no full minibatch, no graph
+    ],
+)
+def test_graphs_cover_every_run_of_full_minibatches(n: int, graph_steps: int, spans: set[int]) -> None:
+    """run() replays the full minibatches of each window of LOG_EVERY, graph_steps at a time; capture()
+    makes a graph for each length that occurs, and nothing else."""
+    x, labels = torch.zeros(n, 1, 28, 28), torch.zeros(n, dtype=torch.long)
+    recipe = RECIPES["assignment"]
+    steps = _AutogradSteps(recipe.make_net(), x, labels, recipe, total=10, graph_steps=graph_steps)
+    assert steps.spans() == spans, f"{n} images, graphs of {graph_steps}: spans {steps.spans()}, not {spans}"
