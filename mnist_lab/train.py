@@ -145,7 +145,8 @@ class Recipe:
         return he_init_(net) if self.init == "he" else net
 
     def lr_at(self, step: int | torch.Tensor, total: int) -> float | torch.Tensor:
-        """The learning rate of step `step` (0-based) of `total`; a tensor step gives a tensor."""
+        """The learning rate of step `step` (0-based) of `total`, the warm-up's ramp included;
+        a tensor step gives a tensor."""
         rate = self.lr + 0 * step if self.schedule == "constant" else self.lr * (1 - step / total)
         if self.warmup:
             ramp = (step + 1) / self.warmup
