@@ -40,6 +40,7 @@ from .train import (
     choose_device,
     minibatches,
     train,
+    windows,
 )
 
 SWEEP_ENGINES = ("auto", "sequential", "vmap")
@@ -153,10 +154,9 @@ class _Population(_DeviceSteps):
         for epoch in range(1, self.epochs + 1):
             clock = _Stopwatch(self.device)
             self.new_epoch(torch.from_numpy(np.stack([rng.permutation(n) for rng in rngs])).to(self.device))
-            for start in range(0, self.batches, LOG_EVERY):
-                stop = min(start + LOG_EVERY, self.batches)
+            for start, stop in windows(self.batches):
                 self.run(start, stop)
-                for i, seed_losses in enumerate(self.losses):
+                for i, seed_losses in enumerate(self.losses.cpu()):  # one copy from the device a window
                     try:
                         values = _checked_losses(seed_losses, start, stop, epoch)
                     except TrainingDivergedError as err:

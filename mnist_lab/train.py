@@ -66,6 +66,18 @@ def _check_loss(loss: float, epoch: int, minibatch: int) -> None:
         )
 
 
+def is_count(value: object, least: int) -> bool:
+    """Whether `value` is a whole number (an int, not a bool) of at least `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def windows(batches: int) -> Iterator[tuple[int, int]]:
+    """An epoch's windows of minibatches, [start, stop): LOG_EVERY each, as train() prints its
+    losses, the last cut short at `batches`."""
+    for start in range(0, batches, LOG_EVERY):
+        yield start, min(start + LOG_EVERY, batches)
+
+
 def minibatches(n: int, batch_size: int) -> int:
     """How many minibatches of at most `batch_size` cover `n` images: ceil(n / batch_size)."""
     return -(-n // batch_size)
@@ -135,9 +147,9 @@ class Recipe:
             raise InputError(f"recipe {self.name!r}: lr must be positive and finite, not {self.lr}")
         if not 0 <= self.momentum < 1:
             raise InputError(f"recipe {self.name!r}: momentum must be in [0, 1), not {self.momentum}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not is_count(self.batch_size, 1):
             raise InputError(f"recipe {self.name!r}: batch_size must be a whole number >= 1, not {self.batch_size!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+        if not is_count(self.warmup, 0):
             raise InputError(f"recipe {self.name!r}: warmup must be a whole number of steps >= 0, not {self.warmup!r}")
 
     def make_net(self) -> LeNet:
@@ -285,8 +297,7 @@ class _DeviceSteps:
     def spans(self) -> set[int]:
         """The numbers of full minibatches run() replays at once, over train()'s windows of LOG_EVERY."""
         spans = set()
-        for window in range(0, self.full, LOG_EVERY):
-            end = min(window + LOG_EVERY, self.full)
+        for window, end in windows(self.full):
             spans.update(min(self.graph_steps, end - start) for start in range(window, end, self.graph_steps))
         return spans
 
@@ -363,7 +374,7 @@ class _AutogradSteps(_DeviceSteps):
 
 def _check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
     """Refuse, on the host and before any work, what would fail or read out of bounds on the device."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+    if not is_count(epochs, 1):
         raise InputError(f"epochs must be a whole number >= 1, not {epochs!r}")
     if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise InputError(f"images must be (N, 1, 28, 28), not {tuple(x.shape)}")
@@ -460,7 +471,7 @@ def train(
     `on_log(epoch, minibatch, result)` at each printed loss, both outside the timing.
     """
     _check_data(xtrain, ltrain, epochs)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and not is_count(threads, 1):
         raise InputError(f"threads must be a whole number >= 1, not {threads!r}")
     device = choose_device(device) if isinstance(device, str) else device
     torch.manual_seed(seed)
@@ -475,8 +486,7 @@ def train(
         for epoch in range(1, epochs + 1):
             clock = _Stopwatch(device)
             steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
-            for start in range(0, batches, LOG_EVERY):
-                stop = min(start + LOG_EVERY, batches)
+            for start, stop in windows(batches):
                 steps.run(start, stop)
                 recent = _checked_losses(steps.losses, start, stop, epoch)
                 if stop - start < LOG_EVERY:  # the epoch's tail: checked, not printed

@@ -21,6 +21,12 @@ from torch import nn
 from mnist_lab.data import EMBEDDED_DATA, FILES
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class StopTraining(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised from train()'s on_log or on_epoch to stop a run early; the caller suppresses it."""
+
+
 REAL_DATA = EMBEDDED_DATA
 
 # The format's dtype codes, written out here rather than taken from the package under test.

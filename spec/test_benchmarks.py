@@ -45,6 +45,7 @@ from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
 from mnist_lab.fast_cpu import tune_malloc
 from mnist_lab.sweep import train_many
 from mnist_lab.train import sync
+from spec.pkg_support import StopTraining
 
 pytestmark = pytest.mark.timeout(1800)  # rounds of whole epochs, on a slow machine too
 
@@ -237,10 +238,6 @@ def test_sweep_of_32_seeds_ten_epochs_cuda(benchmark, mnist) -> None:
     )  # fmt: skip
 
 
-class _Reached(Exception):  # noqa: N818 (a signal, not an error)
-    """Raised from on_log to stop training once the target accuracy is reached."""
-
-
 @pytest.mark.benchmark(group="time-to-98")
 def test_time_to_98_percent(benchmark, device: torch.device, mnist) -> None:
     """Training with RECIPES['default'] until the test accuracy, checked every 10,000
@@ -256,12 +253,12 @@ def test_time_to_98_percent(benchmark, device: torch.device, mnist) -> None:
         accuracies.append(evaluate(result.net, xtest, ltest))
         seconds.append(result.seconds)
         if accuracies[-1] >= TARGET:
-            raise _Reached
+            raise StopTraining  # the target is reached
 
     def run() -> None:
         accuracies.clear()
         seconds.clear()
-        with contextlib.suppress(_Reached):
+        with contextlib.suppress(StopTraining):
             train(x, labels, recipe=RECIPES["default"], epochs=PLANNED_EPOCHS, seed=0, device=device, log=None,
                   on_log=check)  # fmt: skip
 

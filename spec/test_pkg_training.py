@@ -31,7 +31,7 @@ from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
 from mnist_lab.train import _AutogradSteps
 from spec.cells import accuracy
 from spec.measure import Measure
-from spec.pkg_support import assert_same_weights
+from spec.pkg_support import StopTraining, assert_same_weights
 
 # The package's default recipe over seeds 0-3 on the CPU (README): 98.53-98.82% after 3 epochs,
 # 98.82-99.04% after 10. One seed each, with margin: the promise is 94% and 98%.
@@ -408,10 +408,6 @@ def test_warmup_ramps_the_rate_up_to_the_schedule() -> None:
 DEAD_WITHOUT_WARMUP = [6, 16, 18]
 
 
-class _FirstWindow(Exception):  # noqa: N818 (a signal, not an error)
-    """Raised from on_log to stop after the first printed loss."""
-
-
 @pytest.mark.parametrize("seed", DEAD_WITHOUT_WARMUP)
 def test_the_default_recipe_learns_from_the_first_minibatches(mnist, seed: int) -> None:
     """The first 100 minibatches of a 3-epoch run of all of MNIST bring the loss well below
@@ -421,9 +417,9 @@ def test_the_default_recipe_learns_from_the_first_minibatches(mnist, seed: int) 
 
     def stop(epoch: int, minibatch: int, result: TrainResult) -> None:
         first.append(result.loss_log[-1][2])
-        raise _FirstWindow
+        raise StopTraining  # after the first printed loss
 
-    with contextlib.suppress(_FirstWindow):
+    with contextlib.suppress(StopTraining):
         train(x, labels, epochs=3, seed=seed, device="cpu", log=None, on_log=stop)
     assert first, f"seed {seed}: no loss printed after 100 minibatches"
     assert first[0] < 1.5, f"seed {seed}: mean loss {first[0]:.3f} over the first 100 minibatches, not below 1.5"
