@@ -25,23 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
+from .engines import DeviceSteps, minibatches
 from .errors import InputError
 from .model import LeNet
-from .train import (
-    LOG_EVERY,
-    RECIPES,
-    Recipe,
-    TrainingDivergedError,
-    TrainResult,
-    _check_data,
-    _checked_losses,
-    _DeviceSteps,
-    _Stopwatch,
-    choose_device,
-    minibatches,
-    train,
-    windows,
-)
+from .train import RECIPES, Driver, Recipe, TrainResult, check_data, choose_device, train
 
 SWEEP_ENGINES = ("auto", "sequential", "vmap")
 MAX_SEEDS = 1024  # a sweep beyond this is a typo, not an experiment
@@ -91,7 +78,7 @@ def train_many(
         raise InputError("no seeds to train")
     if len(set(seeds)) != len(seeds):
         raise InputError(f"a seed appears twice in {list(seeds)}")
-    _check_data(xtrain, ltrain, epochs)
+    check_data(xtrain, ltrain, epochs)
     device = choose_device(device) if isinstance(device, str) else device
     if engine == "auto":
         engine = "vmap" if device.type == "cuda" else "sequential"
@@ -106,7 +93,7 @@ def train_many(
     return _Population(xtrain, ltrain, list(seeds), recipe, epochs, device).train(on_epoch)
 
 
-class _Population(_DeviceSteps):
+class _Population(DeviceSteps):
     """The seeds' LeNets as one stack of weights, trained by one vmapped SGD step a minibatch
     (captured in CUDA graphs on CUDA, as a single run's steps are)."""
 
@@ -146,30 +133,16 @@ class _Population(_DeviceSteps):
                     p.copy_(stacked[i])
 
     def train(self, on_epoch: EpochCallback | None) -> list[TrainResult]:
-        """train()'s epochs for all the seeds at once: each seed's own shuffling, windows of LOG_EVERY
-        minibatches, each seed's losses checked and, for a full window, logged."""
-        n = len(self.x)
-        rngs = [np.random.default_rng(seed) for seed in self.seeds]
+        """train()'s epochs (`Driver`) for all the seeds at once: each seed's own shuffling, its losses
+        checked and logged in its own result, the stacked weights copied into its LeNet after each epoch."""
         results = [TrainResult(net) for net in self.nets]
-        for epoch in range(1, self.epochs + 1):
-            clock = _Stopwatch(self.device)
-            self.new_epoch(torch.from_numpy(np.stack([rng.permutation(n) for rng in rngs])).to(self.device))
-            for start, stop in windows(self.batches):
-                self.run(start, stop)
-                for i, seed_losses in enumerate(self.losses.cpu()):  # one copy from the device a window
-                    try:
-                        values = _checked_losses(seed_losses, start, stop, epoch)
-                    except TrainingDivergedError as err:
-                        raise TrainingDivergedError(f"seed {self.seeds[i]}: {err}") from None
-                    if stop - start == LOG_EVERY:
-                        results[i].loss_log.append([epoch, stop, sum(values) / len(values)])
-            seconds = clock.seconds()
-            self.sync_nets()
-            for seed, result in zip(self.seeds, results, strict=True):
-                result.epoch_seconds.append(seconds)
-                result.seconds = sum(result.epoch_seconds)
-                if on_epoch is not None:
-                    on_epoch(seed, epoch, result)
+        driver = Driver(
+            self, results, [np.random.default_rng(seed) for seed in self.seeds], len(self.x), self.device,
+            names=[f"seed {seed}" for seed in self.seeds], after_epoch=self.sync_nets,
+        )  # fmt: skip
+        if on_epoch is not None:
+            driver.on_epoch = lambda i, epoch, result: on_epoch(self.seeds[i], epoch, result)
+        driver.train(self.epochs)
         return results
 
 

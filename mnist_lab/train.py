@@ -1,28 +1,22 @@
-"""Training and evaluation (Q28-Q33): the printed loop and the package's fast one."""
+"""Training and evaluation (Q28-Q33): the printed loop and the package's fast one, train(), whose
+epochs `Driver` runs over a step engine (engines.py); the sweep's population of seeds runs on it too."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import fast_cpu
+from .engines import LOG_EVERY, Steps, make_steps, minibatches, windows
 from .errors import InputError
-from .fast_cpu import FastLeNetStep, is_lenet, num_threads, pick_threads, tune_malloc
+from .fast_cpu import num_threads
 from .model import LeNet, he_init_
-
-LOG_EVERY = 100  # minibatches between printed losses, as in the assignment
-# Minibatches one CUDA graph replays: a printed window. (10 replayed as fast and captured
-# faster, but two captures failed with it on the GPU runner: the README has the figures.)
-GRAPH_STEPS = LOG_EVERY
 
 
 class TrainingDivergedError(RuntimeError):
@@ -69,18 +63,6 @@ def _check_loss(loss: float, epoch: int, minibatch: int) -> None:
 def is_count(value: object, least: int) -> bool:
     """Whether `value` is a whole number (an int, not a bool) of at least `least`."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
-def windows(batches: int) -> Iterator[tuple[int, int]]:
-    """An epoch's windows of minibatches, [start, stop): LOG_EVERY each, as train() prints its
-    losses, the last cut short at `batches`."""
-    for start in range(0, batches, LOG_EVERY):
-        yield start, min(start + LOG_EVERY, batches)
-
-
-def minibatches(n: int, batch_size: int) -> int:
-    """How many minibatches of at most `batch_size` cover `n` images: ceil(n / batch_size)."""
-    return -(-n // batch_size)
 
 
 def sync(device: torch.device) -> None:
@@ -173,7 +155,6 @@ RECIPES = {
     # to 0: the README says why.
     "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear", warmup=100),
 }
-ENGINES = ("auto", "autograd", "fast_cpu")
 CLASSES = 10  # MNIST's digits: the labels train() takes are 0-9
 
 
@@ -185,194 +166,7 @@ class TrainResult:
     seconds: float = 0.0  # training so far, as of the last printed loss or epoch end
 
 
-class Steps(Protocol):
-    """An engine: the SGD steps of one run, which train() drives.
-
-    Each epoch train() calls `new_epoch(order)` with that epoch's permutation of the images,
-    then `run(start, stop)` for consecutive windows of minibatches, in order: minibatch k is
-    the images order[k * batch_size : (k + 1) * batch_size], and its mean loss lands in
-    `losses[k]`, a tensor on the device that train() reads only after the window.
-    """
-
-    losses: torch.Tensor
-    threads: int | None  # the CPU thread count it trains with; None: as the caller set it
-
-    def new_epoch(self, order: torch.Tensor) -> None: ...
-
-    def run(self, start: int, stop: int) -> None: ...
-
-
-class _FastCPUSteps:
-    """`fast_cpu.FastLeNetStep` over one epoch's permutation, the learning rate set each step,
-    at the thread count asked for, else at the one `fast_cpu.pick_threads` measured fastest."""
-
-    def __init__(
-        self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int, threads: int | None
-    ) -> None:
-        tune_malloc()
-        self.x, self.labels, self.recipe, self.total = x, labels, recipe, total
-        size = recipe.batch_size
-        self.threads: int | None = threads if threads is not None else pick_threads(net, x[:size], labels[:size])
-        self.fast = FastLeNetStep(net, recipe.lr, recipe.momentum)
-        self.losses = torch.zeros(minibatches(len(x), recipe.batch_size))
-        self.order = torch.empty(0, dtype=torch.long)
-        self.t = 0  # steps taken
-
-    def new_epoch(self, order: torch.Tensor) -> None:
-        self.order = order
-
-    def run(self, start: int, stop: int) -> None:
-        size = self.recipe.batch_size
-        for k in range(start, stop):
-            idx = self.order[k * size : (k + 1) * size]
-            self.fast.lr = float(self.recipe.lr_at(self.t, self.total))
-            self.losses[k] = self.fast(self.x.index_select(0, idx), self.labels.index_select(0, idx))
-            self.t += 1
-
-
-class _DeviceSteps:
-    """SGD steps with all their state on the device, so that CUDA can replay a window of them from a graph.
-
-    Minibatch k of an epoch takes its images from `order`, its learning rate from `rates` (the
-    recipe's schedule for every step of the run, computed once) and writes its loss into
-    `losses`. A graph replays up to `graph_steps` full minibatches with every address fixed,
-    so a replay copies its part of `order` and `rates` into window buffers first and the
-    losses out afterwards: three copies for up to `graph_steps` steps. Minibatches no graph
-    covers (a short last one, or all of them where there is no graph) run eagerly.
-
-    `lead` is () for one run; the sweep's population of S runs has lead (S,), one order and
-    one row of losses per run. The update is torch.optim.SGD's, fused, with the rate a tensor.
-    """
-
-    def __init__(
-        self,
-        x: torch.Tensor,
-        labels: torch.Tensor,
-        recipe: Recipe,
-        total: int,
-        params: list[torch.Tensor],
-        lead: tuple[int, ...] = (),
-        graph_steps: int = GRAPH_STEPS,
-    ) -> None:
-        self.x, self.labels, self.recipe, self.params = x, labels, recipe, params
-        self.threads: int | None = None
-        self.graph_steps = min(graph_steps, LOG_EVERY)
-        device, size = x.device, recipe.batch_size
-        self.batches, self.full = minibatches(len(x), size), len(x) // size
-        steps = torch.arange(total, dtype=torch.float64)
-        self.rates = recipe.lr_at(steps, total).to(device=device, dtype=params[0].dtype)
-        self.order = torch.zeros(*lead, len(x), dtype=torch.long, device=device)
-        self.losses = torch.zeros(*lead, self.batches, device=device)
-        self.epoch_start = -self.batches  # the run's step count at this epoch's first minibatch
-        span = min(self.graph_steps, self.full)  # the most minibatches a graph replays
-        self.window_order = torch.zeros(*lead, span * size, dtype=torch.long, device=device)
-        self.window_rates = torch.zeros(span, dtype=self.rates.dtype, device=device)
-        self.window_losses = torch.zeros(*lead, span, device=device)
-        self.optimizer = torch.optim.SGD(params, lr=self.rates[0], momentum=recipe.momentum, fused=True)
-        for p in params:  # 0 * momentum + g is SGD's first step
-            self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by the number of minibatches replayed
-
-    def new_epoch(self, order: torch.Tensor) -> None:
-        self.order.copy_(order)
-        self.epoch_start += self.batches
-
-    def run(self, start: int, stop: int) -> None:
-        size = self.recipe.batch_size
-        while start < stop:  # graphs replay the full minibatches, graph_steps at most at a time
-            span = min(self.graph_steps, min(stop, self.full) - start)
-            graph = self.graphs.get(span)
-            if graph is None:
-                break
-            t = self.epoch_start + start
-            self.window_order.narrow(-1, 0, span * size).copy_(self.order.narrow(-1, start * size, span * size))
-            self.window_rates[:span].copy_(self.rates[t : t + span])
-            graph.replay()
-            self.losses.narrow(-1, start, span).copy_(self.window_losses.narrow(-1, 0, span))
-            start += span
-        for k in range(start, stop):
-            idx = self.order.narrow(-1, k * size, min(size, self.order.shape[-1] - k * size))
-            self.losses.select(-1, k).copy_(self._step(idx, self.rates[self.epoch_start + k]))
-
-    def spans(self) -> set[int]:
-        """The numbers of full minibatches run() replays at once, over train()'s windows of LOG_EVERY."""
-        spans = set()
-        for window, end in windows(self.full):
-            spans.update(min(self.graph_steps, end - start) for start in range(window, end, self.graph_steps))
-        return spans
-
-    def _step(self, idx: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-        """Train on the images `idx` with learning rate `rate`; the minibatch's loss."""
-        raise NotImplementedError
-
-    def _update(self, grads: tuple[torch.Tensor, ...], rate: torch.Tensor) -> None:
-        for p, g in zip(self.params, grads, strict=True):
-            p.grad = g
-        self.optimizer.param_groups[0]["lr"] = rate
-        self.optimizer.step()
-        for p in self.params:
-            p.grad = None
-
-    def _state(self) -> list[torch.Tensor]:
-        buffers = [self.optimizer.state[p]["momentum_buffer"] for p in self.params]
-        return [*self.params, *buffers, self.losses, self.window_order, self.window_rates, self.window_losses]
-
-    def capture(self) -> None:
-        """Capture a graph for each number of full minibatches run() replays at once
-        (`spans()`), leaving no trace in the run.
-
-        The warm-up the CUDA-graph docs ask for (steps on a side stream) trains on minibatch 0
-        of the current order; afterwards the weights, momentum, losses, window buffers and the
-        CUDA generator are put back as they were. A data set smaller than one minibatch has no
-        full minibatch, and no graph."""
-        spans = self.spans()
-        if not spans:
-            return
-        device, size = self.x.device, self.recipe.batch_size
-        saved = [s.detach().clone() for s in self._state()]
-        rng = torch.cuda.get_rng_state(device)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._step(self.order[..., :size], self.rates[0])
-        torch.cuda.current_stream(device).wait_stream(side)
-        pool = torch.cuda.graph_pool_handle()
-        for span in sorted(spans, reverse=True):
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                for j in range(span):
-                    idx = self.window_order.narrow(-1, j * size, size)
-                    self.window_losses.select(-1, j).copy_(self._step(idx, self.window_rates[j]))
-            self.graphs[span] = graph
-        with torch.no_grad():
-            for state, value in zip(self._state(), saved, strict=True):
-                state.copy_(value)
-        torch.cuda.set_rng_state(rng, device)
-
-
-class _AutogradSteps(_DeviceSteps):
-    """One run: the net's own forward, its gradients from autograd."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        x: torch.Tensor,
-        labels: torch.Tensor,
-        recipe: Recipe,
-        total: int,
-        graph_steps: int = GRAPH_STEPS,
-    ) -> None:
-        self.net = net
-        super().__init__(x, labels, recipe, total, list(net.parameters()), graph_steps=graph_steps)
-
-    def _step(self, idx: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(self.net(self.x.index_select(0, idx)), self.labels.index_select(0, idx))
-        self._update(torch.autograd.grad(loss, self.params), rate)
-        return loss.detach()
-
-
-def _check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
+def check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
     """Refuse, on the host and before any work, what would fail or read out of bounds on the device."""
     if not is_count(epochs, 1):
         raise InputError(f"epochs must be a whole number >= 1, not {epochs!r}")
@@ -391,34 +185,7 @@ def _check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
         raise InputError(f"labels must be 0-{CLASSES - 1}: found {low if low < 0 else high}")
 
 
-def _make_steps(
-    engine: str, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int, threads: int | None
-) -> Steps:
-    """The engine `engine` names. "auto" is fast_cpu for a LeNet on the CPU where this PyTorch has the
-    overloads it calls (`fast_cpu.supported()`), else autograd, captured in a graph on CUDA."""
-    if engine not in ENGINES:
-        raise InputError(f"engine must be one of {ENGINES}, not {engine!r}")
-    if engine == "auto":
-        engine = "fast_cpu" if x.device.type == "cpu" and is_lenet(net) and fast_cpu.supported() else "autograd"
-    if engine == "fast_cpu":
-        return _FastCPUSteps(net, x, labels, recipe, total, threads)
-    steps = _AutogradSteps(net, x, labels, recipe, total)
-    if x.device.type == "cpu":
-        steps.threads = threads
-    if x.device.type == "cuda":
-        steps.capture()
-    return steps
-
-
-def _checked_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> list[float]:
-    """Minibatches start+1 .. stop of the epoch: their losses, each checked for divergence."""
-    values = losses[start:stop].tolist()
-    for offset, value in enumerate(values):
-        _check_loss(value, epoch, start + offset + 1)
-    return values
-
-
-class _Stopwatch:
+class Stopwatch:
     """Seconds of work on `device` since it was made: each reading waits for the device,
     and the time spent inside `paused()` is left out."""
 
@@ -438,6 +205,80 @@ class _Stopwatch:
             yield
         finally:
             self.excluded += time.perf_counter() - start
+
+
+@dataclass
+class Driver:
+    """The epochs of `steps` for its runs: one, or the S of a population (its lead dimension).
+
+    Each epoch runs on a clock of its own: every run's permutation of the `images` from its own
+    generator in `rngs`, then `windows` of minibatches. After each window every run's losses are
+    checked for divergence (the error names run i as `names[i]`; None: one run, unnamed) and, for
+    a full window, their mean goes into the run's result and to `log`. Outside the timing:
+    `on_log(i, epoch, minibatch, result)` after each full window, and at each epoch's end
+    `after_epoch()`, then `on_epoch(i, epoch, result)` for each run i.
+    """
+
+    steps: Steps
+    results: list[TrainResult]  # one a run, in the lead dimension's order
+    rngs: Sequence[np.random.Generator | np.random.RandomState]
+    images: int
+    device: torch.device
+    names: Sequence[str] | None = None
+    log: Callable[[str], None] | None = None
+    on_log: Callable[[int, int, int, TrainResult], None] | None = None
+    on_epoch: Callable[[int, int, TrainResult], None] | None = None
+    after_epoch: Callable[[], None] | None = None
+
+    def train(self, epochs: int) -> None:
+        steps = self.steps
+        with contextlib.nullcontext() if steps.threads is None else num_threads(steps.threads):
+            for epoch in range(1, epochs + 1):
+                clock = Stopwatch(self.device)
+                orders = np.stack([rng.permutation(self.images) for rng in self.rngs])
+                steps.new_epoch(torch.from_numpy(orders).view(*steps.losses.shape[:-1], self.images).to(self.device))
+                for start, stop in windows(steps.losses.shape[-1]):
+                    steps.run(start, stop)
+                    self._window(epoch, start, stop, clock)
+                self._end_epoch(epoch, clock.seconds())
+
+    def _window(self, epoch: int, start: int, stop: int, clock: Stopwatch) -> None:
+        losses = self.steps.losses
+        rows = losses.view(-1, losses.shape[-1])[:, start:stop].tolist()  # one read from the device a window
+        for i, values in enumerate(rows):
+            self._check(i, values, epoch, start)
+        if stop - start < LOG_EVERY:  # the epoch's tail: checked, not logged
+            return
+        for result, values in zip(self.results, rows, strict=True):
+            mean = sum(values) / len(values)
+            result.loss_log.append([epoch, stop, mean])
+            if self.log is not None:
+                self.log("[%d, %5d] loss: %.3f" % (epoch, stop, mean))
+        if self.on_log is not None:
+            seconds = clock.seconds()
+            for i, result in enumerate(self.results):
+                result.seconds = sum(result.epoch_seconds) + seconds
+                with clock.paused():
+                    self.on_log(i, epoch, stop, result)
+
+    def _check(self, i: int, values: list[float], epoch: int, start: int) -> None:
+        """Run i's losses of minibatches start+1, start+2, ... of the epoch, each checked for divergence."""
+        try:
+            for offset, value in enumerate(values):
+                _check_loss(value, epoch, start + offset + 1)
+        except TrainingDivergedError as err:
+            if self.names is None:
+                raise
+            raise TrainingDivergedError(f"{self.names[i]}: {err}") from None
+
+    def _end_epoch(self, epoch: int, seconds: float) -> None:
+        if self.after_epoch is not None:
+            self.after_epoch()
+        for i, result in enumerate(self.results):
+            result.epoch_seconds.append(seconds)
+            result.seconds = sum(result.epoch_seconds)
+            if self.on_epoch is not None:
+                self.on_epoch(i, epoch, result)
 
 
 def train(
@@ -461,16 +302,16 @@ def train(
     The arithmetic is `backprop_deep`'s (same loss, optimiser and minibatches for the
     same permutations; the recipe's schedule aside), but the data sits on the device
     once and the losses stay there until they are printed every 100 minibatches.
-    `engine` picks the steps (`Steps`): "fast_cpu" trains a LeNet on the CPU with
+    `engine` picks the steps (`engines.make_steps`): "fast_cpu" trains a LeNet on the CPU with
     `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide), at
     `threads` CPU threads, else at the count `fast_cpu.pick_threads` measured fastest (at most
     torch.get_num_threads(); the caller's count is put back afterwards);
-    "autograd" uses `_AutogradSteps`, windows of which CUDA replays from graphs; "auto" picks
+    "autograd" uses `engines.AutogradSteps`, windows of which CUDA replays from graphs; "auto" picks
     fast_cpu for a LeNet on the CPU. `seed` fixes the initial weights and, unless `rng` is given,
     the shuffling. `on_epoch(epoch, result)` runs after each epoch and
     `on_log(epoch, minibatch, result)` at each printed loss, both outside the timing.
     """
-    _check_data(xtrain, ltrain, epochs)
+    check_data(xtrain, ltrain, epochs)
     if threads is not None and not is_count(threads, 1):
         raise InputError(f"threads must be a whole number >= 1, not {threads!r}")
     device = choose_device(device) if isinstance(device, str) else device
@@ -478,29 +319,12 @@ def train(
     rng = np.random.default_rng(seed) if rng is None else rng
     net = (recipe.make_net() if net is None else net).to(device)
     x, labels = xtrain.to(device).contiguous(), ltrain.to(device)
-    n, batches = len(x), minibatches(len(x), recipe.batch_size)
-    steps = _make_steps(engine, net, x, labels, recipe, epochs * batches, threads)
-
+    steps = make_steps(engine, net, x, labels, recipe, epochs * minibatches(len(x), recipe.batch_size), threads)
     result = TrainResult(net)
-    with contextlib.nullcontext() if steps.threads is None else num_threads(steps.threads):
-        for epoch in range(1, epochs + 1):
-            clock = _Stopwatch(device)
-            steps.new_epoch(torch.from_numpy(rng.permutation(n)).to(device))
-            for start, stop in windows(batches):
-                steps.run(start, stop)
-                recent = _checked_losses(steps.losses, start, stop, epoch)
-                if stop - start < LOG_EVERY:  # the epoch's tail: checked, not printed
-                    continue
-                mean = sum(recent) / len(recent)
-                result.loss_log.append([epoch, stop, mean])
-                if log is not None:
-                    log("[%d, %5d] loss: %.3f" % (epoch, stop, mean))
-                if on_log is not None:
-                    result.seconds = sum(result.epoch_seconds) + clock.seconds()
-                    with clock.paused():
-                        on_log(epoch, stop, result)
-            result.epoch_seconds.append(clock.seconds())
-            result.seconds = sum(result.epoch_seconds)
-            if on_epoch is not None:
-                on_epoch(epoch, result)
+    driver = Driver(steps, [result], [rng], len(x), device, log=log)
+    if on_log is not None:
+        driver.on_log = lambda _, epoch, minibatch, progress: on_log(epoch, minibatch, progress)
+    if on_epoch is not None:
+        driver.on_epoch = lambda _, epoch, progress: on_epoch(epoch, progress)
+    driver.train(epochs)
     return result

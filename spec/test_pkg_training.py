@@ -27,8 +27,8 @@ from mnist_lab import (
     fast_cpu,
     train,
 )
+from mnist_lab.engines import AutogradSteps as _AutogradSteps
 from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
-from mnist_lab.train import _AutogradSteps
 from spec.cells import accuracy
 from spec.measure import Measure
 from spec.pkg_support import StopTraining, assert_same_weights
@@ -466,7 +466,7 @@ def test_train_trains_at_the_picked_thread_count_and_puts_the_callers_back(
     subset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     x, labels = (t[:300] for t in subset)
-    monkeypatch.setattr(sys.modules["mnist_lab.train"], "pick_threads", lambda net, x, labels: 1)
+    monkeypatch.setattr(sys.modules["mnist_lab.engines"], "pick_threads", lambda net, x, labels: 1)
     during: list[int] = []
     with fast_cpu.num_threads(2):
         train(x, labels, epochs=1, device="cpu", log=None, on_epoch=lambda e, r: during.append(torch.get_num_threads()))
@@ -478,7 +478,7 @@ def test_train_trains_at_the_picked_thread_count_and_puts_the_callers_back(
 @pytest.mark.parametrize("engine", ["fast_cpu", "autograd"])
 def test_train_trains_at_the_thread_count_asked_for(subset, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     probe = lambda net, x, labels: pytest.fail("probed the thread count though told it")  # noqa: E731
-    monkeypatch.setattr(sys.modules["mnist_lab.train"], "pick_threads", probe)
+    monkeypatch.setattr(sys.modules["mnist_lab.engines"], "pick_threads", probe)
     x, labels = (t[:300] for t in subset)
     during: list[int] = []
     with fast_cpu.num_threads(2):
