@@ -1,6 +1,6 @@
 """mnist-lab: the course assignment on tensors, autograd, MNIST and LeNet-5, as a package.
 
-The names below hold the assignment's (the contract the spec grades, spec/contract.py:
+The names below hold the assignment's (the contract the spec grades, spec/harness/contract.py:
 normalize_MNIST_images, LeNet, backprop_deep, and the course's load and show) and the
 package's own (training recipes, the fast path, many seeds at once, evaluation, device choice).
 """

@@ -1,4 +1,6 @@
-"""`python -m mnist_lab train | sweep | evaluate | show | grade`: the assignment's main job, and more."""
+"""`python -m mnist_lab train | sweep | evaluate | show`: the assignment's main job, and more.
+
+Grading notebooks is the spec's job, from a checkout: `python -m spec.grade` (docs/grading.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import argparse
 import dataclasses
 import math
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,6 @@ import torch
 from .data import DATA_ENV, load_tensors, show
 from .errors import DataError, InputError
 from .files import load_weights, save_weights, write_json
-from .grade import GradingError, grade
 from .model import LeNet
 from .sweep import SWEEP_ENGINES, Summary, parse_seeds, train_many
 from .train import RECIPES, TrainingDivergedError, TrainResult, choose_device, evaluate, train
@@ -83,21 +83,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-_seconds = _positive_float  # grade's --timeout; the grade subcommand is left as it is
-
-
-def _questions(text: str) -> list[str]:
-    questions = [q.strip().upper() for q in text.split(",") if q.strip()]
-    if not questions:
-        raise argparse.ArgumentTypeError(f"no question named in {text!r}")
-    return questions
-
-
-def _pytest_args(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"cannot split {text!r}: {err}") from None
 
 
 def _momentum(text: str) -> float:
@@ -161,19 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--png", metavar="PATH", help="also write the digit as a PNG")
     sh.add_argument("--data", help=data_help)
 
-    gr = commands.add_parser("grade", help="grade notebooks with the spec: a CSV row each, and a JSON report")
-    gr.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, scripts, or folders of them")
-    gr.add_argument("--out", default="grades.csv", metavar="PATH", help="the CSV (default grades.csv); JSON beside it")
-    gr.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at once (default 1)")
-    gr.add_argument("--timeout", type=_seconds, default=3600, help="seconds for one notebook (default 3600)")
-    gr.add_argument(
-        "--questions", type=_questions, default=[], metavar="Q,...",
-        help="grade only these, e.g. Q21,Q26,Q29-Q30 (default: every question)",
-    )  # fmt: skip
-    gr.add_argument(
-        "--pytest-args", type=_pytest_args, default=[], metavar="ARGS",
-        help="more arguments for pytest, e.g. \"-m 'not training'\" to leave out the questions that train",
-    )  # fmt: skip
     return parser
 
 
@@ -203,10 +175,6 @@ def _validate(args: argparse.Namespace) -> None:
             raise InputError(f"--json and --save both name {args.json}: give each its own file")
     if args.command == "show":
         _output("--png", args.png)
-    if args.command == "grade":
-        out = _output("--out", args.out)
-        if out is not None and out.suffix == ".json":
-            raise InputError(f"--out {args.out}: name the CSV; the JSON is written beside it")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -319,27 +287,14 @@ def _show(args: argparse.Namespace) -> None:
     print(f"{args.dataset} image {args.index}: label {int(labels[args.index])}")
 
 
-def _grade(args: argparse.Namespace) -> int:
-    results = grade(
-        args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, questions=args.questions,
-        pytest_args=args.pytest_args,
-    )  # fmt: skip
-    print(f"grades: {args.out}, {Path(args.out).with_suffix('.json')}")
-    return 1 if any("error" in r for r in results) else 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         _validate(args)
-        if args.command == "grade":
-            status = _grade(args)
-        else:
-            {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "show": _show}[args.command](args)
-            status = 0
+        {"train": _train, "sweep": _sweep, "evaluate": _evaluate, "show": _show}[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
-    except (InputError, GradingError) as err:  # arguments that only the work itself can judge
+    except InputError as err:  # arguments that only the work itself can judge
         print(f"mnist_lab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -353,4 +308,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mnist_lab {args.command}: interrupted", file=sys.stderr)
         return 130
-    return status
+    return 0

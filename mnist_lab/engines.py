@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 LOG_EVERY = 100  # minibatches between printed losses, as in the assignment
 # Minibatches one CUDA graph replays: a printed window. (10 replayed as fast and captured
-# faster, but two captures failed with it on the GPU runner: the README has the figures.)
+# faster, but two captures failed with it on the GPU runner: docs/benchmarks.md has the figures.)
 GRAPH_STEPS = LOG_EVERY
 ENGINES = ("auto", "autograd", "fast_cpu")
 

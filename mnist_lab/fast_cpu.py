@@ -1,6 +1,6 @@
 """LeNet-5's SGD step on the CPU, with the arithmetic of autograd's but less work.
 
-Where the plain loop spends its time (the README has the figures): small convolutions,
+Where the plain loop spends its time (docs/benchmarks.md has the figures): small convolutions,
 oneDNN's backward kernels most; `max_pool2d_with_indices`, whose branchy kernel
 mispredicts on MNIST's windows; and, in some processes, a glibc heap that hands oneDNN's
 temporaries back to the OS every step and faults them in again. This step
@@ -22,7 +22,7 @@ temporaries back to the OS every step and faults them in again. This step
 The backward pass calls aten overloads that autograd uses but PyTorch does not promise to
 keep (`PRIVATE_OPS`). Each call names its arguments, and `supported()` checks that every
 overload is there with the arguments named here: where one is not, train() falls back to
-autograd. Losses and weights match autograd's to float rounding (spec/test_pkg_training.py).
+autograd. Losses and weights match autograd's to float rounding (spec/package_tests/test_training.py).
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def pick_threads(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> int:
     minibatches like `x` (one minibatch of images, and its labels), as timed here.
 
     A step of batch 100 is too small to keep many threads busy; past a few, threads cost more
-    in start-up and synchronisation than they save (the README has figures). Each candidate
+    in start-up and synchronisation than they save (docs/benchmarks.md has figures). Each candidate
     trains a copy of `net` with learning rate 0 for PROBE_STEPS steps, twice, interleaved, and
     the best time counts. The answer is kept for the process, per thread limit and batch size."""
     most = torch.get_num_threads()

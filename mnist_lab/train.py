@@ -48,7 +48,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: 
 
 # Cross-entropy over 10 classes starts near ln 10 = 2.3; a minibatch's mean loss above
 # this means the weights have blown up, and no run of this network comes back from
-# there to anything useful (the README shows what --lr 100 does).
+# there to anything useful (docs/differences.md shows what --lr 100 does).
 DIVERGED_LOSS = 1000.0
 
 
@@ -152,7 +152,7 @@ RECIPES = {
     # Exactly the printed recipe.
     "assignment": Recipe("assignment", init="pytorch", lr=0.001, momentum=0.9, batch_size=100),
     # He initialisation, a 50 times larger step, warmed up over 100 steps and decayed linearly
-    # to 0: the README says why.
+    # to 0: docs/differences.md says why.
     "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear", warmup=100),
 }
 CLASSES = 10  # MNIST's digits: the labels train() takes are 0-9

@@ -1,1 +1,10 @@
-"""The assignment, question by question, as tests (one module a question)."""
+"""mnist-lab's executable specification of the assignment.
+
+- questions/      the assignment, one pytest module a question (`pytest spec/questions --impl nb` grades)
+- harness/        what runs them: the pytest plugin and fixtures, the contract, the implementation under test
+- reports/        verdicts, typed, and the reports made of them (--grade-report, --report)
+- grade/          grading a folder of notebooks: `python -m spec.grade`
+- package_tests/  mnist_lab's own tests, beyond the questions
+- meta_tests/     the harness's own tests, beside the notebooks they grade
+- benchmarks/     pytest-benchmark timings (`pytest spec --benchmark-only`)
+"""

@@ -1,0 +1,117 @@
+"""`python -m spec.grade SUBMISSIONS... --out grades.csv`: the spec's questions on each of a folder of notebooks.
+
+Runs from a checkout of mnist-lab (the spec is not in the installed package). One line per notebook as
+it is graded; a bad argument is one line and exit 2; exit 1 where a notebook could not be graded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from spec.grade.batch import GradingError, grade
+from spec.harness.contract import QUESTIONS
+
+PROG = "python -m spec.grade"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(cast: Callable[[str], float], kind: str) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0, read by `cast`; `kind` names it in the message."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be positive and finite, not {value}")
+        return value
+
+    return parse
+
+
+def _questions(text: str) -> list[str]:
+    questions = [q.strip().upper() for q in text.split(",") if q.strip()]
+    if not questions:
+        raise argparse.ArgumentTypeError(f"no question named in {text!r}")
+    unknown = [q for q in questions if q not in QUESTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"no such question: {', '.join(unknown)} (the questions are {', '.join(QUESTIONS)})"
+        )
+    return questions
+
+
+def _pytest_args(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r}: {err}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Grade notebooks with the spec: a CSV row each, and a JSON report.")
+    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, scripts, or folders of them")
+    parser.add_argument("--out", default="grades.csv", metavar="PATH", help="the CSV (default grades.csv); JSON beside")
+    count, seconds = _positive(int, "whole number"), _positive(float, "number")
+    parser.add_argument("--jobs", type=count, default=1, help="notebooks graded at once (default 1)")
+    parser.add_argument("--timeout", type=seconds, default=3600, help="seconds for one notebook (default 3600)")
+    parser.add_argument(
+        "--questions", type=_questions, default=[], metavar="Q,...",
+        help="grade only these, e.g. Q21,Q26,Q29-Q30 (default: every question)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pytest-args", type=_pytest_args, default=[], metavar="ARGS",
+        help="more arguments for pytest, e.g. \"-m 'not training'\" to leave out the questions that train",
+    )  # fmt: skip
+    return parser
+
+
+def _out(path: str) -> Path:
+    """The CSV's path, checked before any work: a file in a folder that exists and can be written."""
+    out = Path(path)
+    problems = {
+        "is a folder, not a file": out.is_dir(),
+        f"folder {out.parent} does not exist": not out.parent.is_dir(),
+        f"cannot write into {out.parent}": not os.access(out.parent, os.W_OK),
+        "name the CSV; the JSON is written beside it": out.suffix == ".json",
+    }
+    first = next((problem for problem, found in problems.items() if found), None)
+    if first is not None:
+        raise GradingError(f"--out {path}: {first}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = _out(args.out)
+        results = grade(args.submissions, out, jobs=args.jobs, timeout=args.timeout, questions=args.questions,
+                        pytest_args=args.pytest_args)  # fmt: skip
+    except GradingError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    print(f"grades: {out}, {out.with_suffix('.json')}")
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The notebook's top-level cells, done by the spec itself.
+
+A student writes three functions (`normalize_MNIST_images`, `LeNet`, `backprop_deep`); everything
+around them is top-level notebook code that grading does not run: the layout (cells [31]-[32]), the
+tensors (cell [35]), the device (cell [21]), the training calls (cells [42], [50]) and the accuracy
+(cells [40], [44], [51]). The spec does those steps here, as the printed cells do them, around the
+implementation's functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spec.harness.impl import Implementation
+
+# What backprop_deep prints every 100 minibatches: print("[%d, %5d] loss: %.3f" % (epoch + 1, k + 1, ...)).
+LOG_LINE = re.compile(r"^\[\s*(\d+),\s*(\d+)\]\s+loss:\s+(-?\d+\.\d+|nan|inf)\s*$")
+
+
+def layout(columns: np.ndarray) -> np.ndarray:
+    """Cells [31]-[32]: (784, N) columns -> np.reshape to (28, 28, 1, N) -> np.moveaxis to (N, 1, 28, 28)."""
+    stacked = np.reshape(columns, (28, 28, 1, columns.shape[-1]))
+    return np.moveaxis(stacked, [0, 1, 2, 3], [2, 3, 1, 0])
+
+
+def normalize_as_printed(x: np.ndarray) -> np.ndarray:
+    """Cell [28], the reference for the questions after Q24: uint8 [0, 255] -> float32 [-1, 1]."""
+    return 2 * (x.astype(np.float32) - 255 / 2.0) / 255
+
+
+def as_tensors(
+    columns: np.ndarray, labels: np.ndarray, normalize: Callable[[np.ndarray], np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells [29]-[35] for one split: normalise, lay out, torch.from_numpy. The images are made
+    contiguous (same values): the moved axes would make every minibatch a scattered gather."""
+    images = np.ascontiguousarray(layout(normalize(columns)))
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    """Cells [39]-[40]: `100 * (ltest == lpred).float().mean()` with `_, lpred = net(xtest).max(1)`."""
+    _, lpred = net(x.to(device)).max(1)
+    return float(100 * (labels.to(device) == lpred).float().mean())
+
+
+class PrintedLeNet(nn.Module):
+    """Cell [37]'s LeNet, as printed: the spec's reference net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(256, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), (2, 2))
+        x = x.view(-1, 256)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a notebook draws from: Python's, NumPy's global one and torch's (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def parse_log(text: str) -> list[tuple[int, int, float]]:
+    """The `[epoch, k] loss: x.xxx` lines of printed output, in order; other lines are ignored."""
+    rows = []
+    for line in text.splitlines():
+        match = LOG_LINE.match(line.strip())
+        if match:
+            rows.append((int(match[1]), int(match[2]), float(match[3])))
+    return rows
+
+
+@dataclass(frozen=True)
+class PrintedRun:
+    """One run of cell [42] (or [50]) and the accuracy cell after it."""
+
+    device: str
+    epochs: int
+    seed: int
+    log: list[tuple[int, int, float]]  # its [epoch, k] loss lines
+    accuracy: float  # test accuracy after training, in percent
+    # (epoch, test accuracy) after each epoch the spec could see end (see train_as_printed), the last included
+    epoch_accuracy: list[tuple[int, float]]
+
+
+def train_as_printed(
+    impl: Implementation,
+    data: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    epochs: int,
+    seed: int,
+) -> PrintedRun:
+    """With `impl`'s LeNet and backprop_deep: `net = LeNet().to(device)`, the data moved with `.to(device)`,
+    `backprop_deep(xtrain, ltrain, net, T=epochs)` with its printed defaults (B=100, gamma=.001, rho=.9), then
+    the test accuracy: cells [49]-[51].
+
+    Every generator is seeded with `seed` first. The test accuracy is also taken after each epoch where
+    the loop draws one np.random.permutation an epoch, as the printed one does: when it draws the next
+    epoch's. That draws nothing from any generator and changes nothing in the run.
+    """
+    seed_everything(seed)
+    net = impl.LeNet().to(device)
+    xtrain, ltrain = (t.to(device) for t in data["training"])
+    xtest, ltest = data["testing"]
+    per_epoch: list[tuple[int, float]] = []
+
+    def evaluate(epoch: int, net: nn.Module) -> None:
+        with torch.no_grad():
+            per_epoch.append((epoch, accuracy(net, xtest, ltest, device)))
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), _epoch_hook(net, evaluate):
+        impl.backprop_deep(xtrain, ltrain, net, T=epochs)
+    final = accuracy(net, xtest, ltest, device)
+    return PrintedRun(
+        device=device.type,
+        epochs=epochs,
+        seed=seed,
+        log=parse_log(output.getvalue()),
+        accuracy=final,
+        epoch_accuracy=[*per_epoch, (epochs, final)],
+    )
+
+
+@contextlib.contextmanager
+def _epoch_hook(net: nn.Module, after_epoch: Callable[[int, nn.Module], None]):
+    """Call `after_epoch(e, net)` when np.random.permutation is drawn for epoch e + 1 (e >= 1)."""
+    draw = np.random.permutation
+    calls = 0
+
+    def permutation(*args, **kwargs):
+        nonlocal calls
+        if calls:
+            after_epoch(calls, net)
+        calls += 1
+        return draw(*args, **kwargs)
+
+    np.random.permutation = permutation
+    try:
+        yield
+    finally:
+        np.random.permutation = draw

@@ -1,0 +1,158 @@
+"""The implementation under test: a notebook, a script or a module, asked for the contract's names.
+
+`--impl` names it (spec/harness/plugin.py): a notebook (`their.ipynb`), a script (`their.py`) or a module
+name (`mnist_lab`, the default). A notebook or script is read by `spec.harness.notebook` without being
+run; `load` and `show` then come from the course's MNISTtools as mnist_lab serves them. The run's one
+`Implementation` lives in the plugin's session state; tests get it from the `impl` fixture.
+
+Tests ask `impl` for the contract's names (`spec.harness.contract`). A name the implementation lacks
+fails the test that asked, with one line that says why. Each graded function is called through a
+guard, so that student code cannot stop the run: `exit()` inside it is a failure, a function that once
+ran past the time limit (pytest-timeout) is not called again, and output past OUTPUT_LIMIT fails the test.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import pytest
+
+from spec.harness.contract import CONTRACT
+
+DEFAULT_IMPL = "mnist_lab"
+OUTPUT_LIMIT = 1_000_000  # characters a graded call may print, stdout and stderr each
+
+
+def is_file(name: str) -> bool:
+    """A notebook or script path rather than a module name."""
+    return name.endswith((".ipynb", ".py")) or os.sep in name
+
+
+@dataclass
+class Loaded:
+    module: ModuleType | None
+    notebook: Any = None  # spec.harness.notebook.Notebook, for a notebook or script
+    error: str | None = None  # why nothing could be loaded, in one line
+
+
+class Implementation:
+    """The contract's names, looked up in the implementation `name` when a test asks for them."""
+
+    def __init__(self, name: str = DEFAULT_IMPL) -> None:
+        self.name = name
+        self.hung: dict[str, str] = {}  # graded function -> the test in which it ran past its time limit
+
+    @property
+    def grading(self) -> bool:
+        """True when the spec runs on someone else's code, not on mnist_lab."""
+        return self.name != DEFAULT_IMPL
+
+    @functools.cached_property
+    def loaded(self) -> Loaded:
+        """Imported once per process; a notebook that cannot be read is remembered as such."""
+        if not is_file(self.name):
+            return Loaded(importlib.import_module(self.name))
+        from spec.harness import notebook
+
+        try:
+            built = notebook.build(notebook.plan(Path(self.name)))
+        except notebook.NotebookError as err:
+            return Loaded(None, error=str(err))
+        return Loaded(built.module, notebook=built)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in CONTRACT:
+            raise AttributeError(f"{name} is not in the contract (spec/harness/contract.py)")
+        loaded = self.loaded
+        if loaded.error:
+            pytest.fail(loaded.error, pytrace=False)
+        source = loaded.module
+        if loaded.notebook is not None and CONTRACT[name].written_by == "course":
+            source = sys.modules["MNISTtools"]  # the course's tools, whatever the notebook defines
+        value = getattr(source, name, None)
+        if value is None:
+            where = loaded.notebook.missing(name) if loaded.notebook else f"{name} is not defined in {source.__name__}"
+            pytest.fail(where, pytrace=False)
+        if inspect.isclass(value) or not callable(value):
+            return value
+        return self.guarded(name, value)
+
+    def guarded(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`function`, called so that exit(), a hang or a flood fails the test with one line."""
+
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name in self.hung:
+                pytest.fail(
+                    f"{name} did not return within the time limit in {self.hung[name]}; not called again",
+                    pytrace=False,
+                )
+            try:
+                with _bounded_output(name):
+                    return function(*args, **kwargs)
+            except SystemExit as stop:
+                where = self.student_location(stop.__traceback__)
+                pytest.fail(f"{name} called exit() or sys.exit({stop.code!r}){' at ' + where if where else ''}: "
+                            "a graded function must return", pytrace=False)  # fmt: skip
+            except pytest.fail.Exception as failed:
+                if str(failed).startswith("Timeout"):  # pytest-timeout's signal
+                    self.hung[name] = os.environ.get("PYTEST_CURRENT_TEST", "an earlier test").split(" ")[0]
+                raise
+
+        return call
+
+    def student_location(self, tb: TracebackType | None) -> str | None:
+        """Where a traceback leaves the student's notebook, if the implementation is one."""
+        built = self.loaded.notebook if is_file(self.name) else None
+        return built.locate(tb) if built is not None else None
+
+    def skipped_cells(self) -> list[dict[str, Any]]:
+        """What of the notebook was not run, and why; the statements that raised while it was built too."""
+        built = self.loaded.notebook if is_file(self.name) else None
+        if built is None:
+            return []
+        entries = sorted([*built.plan.skipped, *built.failed], key=lambda entry: (entry.cell, entry.lines))
+        return [entry.as_dict() for entry in entries]
+
+
+class _Limited(io.TextIOBase):
+    """Passes writes on to `stream` until `limit` characters, then only counts them."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream, self.left, self.dropped = stream, limit, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        shown = text[: max(self.left, 0)]
+        if shown:
+            self.stream.write(shown)
+        self.left -= len(text)
+        self.dropped += len(text) - len(shown)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextmanager
+def _bounded_output(name: str) -> Iterator[None]:
+    out, err = _Limited(sys.stdout, OUTPUT_LIMIT), _Limited(sys.stderr, OUTPUT_LIMIT)
+    with redirect_stdout(out), redirect_stderr(err):
+        yield
+    for stream, which in ((out, "stdout"), (err, "stderr")):
+        if stream.dropped:
+            pytest.fail(f"{name} flooded {which}: {OUTPUT_LIMIT + stream.dropped:,} characters, more than the "
+                        f"{OUTPUT_LIMIT:,} allowed", pytrace=False)  # fmt: skip

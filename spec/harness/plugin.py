@@ -1,0 +1,232 @@
+"""The spec's pytest plugin: its options, its hooks, and the run's one state (`Session`, on config.stash).
+
+- `--impl` (default $MNIST_LAB_IMPL, else mnist_lab) picks the implementation: a notebook, a script or a
+  module. On anything but mnist_lab only the questions run (tests without a `question` mark are
+  deselected), in a temporary working folder, and the run ends with a table of the questions' verdicts.
+- `--questions Q21,Q26` runs only those questions' tests.
+- `--grade-report PATH` writes that table as PATH.json and PATH.md (spec/reports/grade_report.py).
+- `--report DIR` writes what the assignment printed against what this run measured (spec/reports/spec_report.py).
+- `--train-seed S` seeds the training runs of Q29-Q33 (0 by default; the bounds hold for every seed).
+- Tests marked `cuda` are skipped with the reason "CUDA not available" where there is no GPU; under
+  xdist they all go to one worker, so `pytest -n auto` does not crowd a single GPU. A test that breaks
+  the process's CUDA context is named once (spec/harness/cuda_health.py).
+- Benchmarks run only with `--benchmark-only`: the test suite stays fast and xdist-safe.
+- Hypothesis is derandomised; the fixtures (spec/harness/fixtures.py) seed every test by its own id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from spec.harness.contract import QUESTIONS
+from spec.harness.cores import threads_per_worker
+from spec.harness.cuda_health import CudaHealth
+from spec.harness.impl import DEFAULT_IMPL, Implementation, is_file
+from spec.harness.text import NOTE, QUESTION, STUDENT_CODE
+
+IMPL_ENV = "MNIST_LAB_IMPL"
+CUDA = torch.cuda.is_available()
+TRAINING_TIMEOUT = 1800  # seconds for a `training` test: 10 epochs of a plain loop on a slow 2-core CPU
+
+# Derandomised: the same examples every run. One failure reported, so that its first line says what is wrong.
+settings.register_profile("spec", derandomize=True, database=None, report_multiple_bugs=False)
+settings.load_profile("spec")
+
+
+@dataclass
+class Session:
+    """What this run is: the implementation under test and the options that shape it."""
+
+    impl: Implementation
+    train_seed: int
+    questions: frozenset[str]  # --questions; empty for every question
+    cuda: CudaHealth
+    hypothesis_dir: str
+
+
+SESSION = pytest.StashKey[Session]()
+
+
+def session(config: pytest.Config) -> Session:
+    return config.stash[SESSION]
+
+
+def question_of(item: pytest.Item) -> str | None:
+    """The question a test belongs to: its module's `question` mark, or None for a test of no question."""
+    mark = item.get_closest_marker("question")
+    return mark.args[0] if mark is not None else None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mnist-lab")
+    group.addoption(
+        "--impl",
+        default=os.environ.get(IMPL_ENV) or None,
+        help=f"the implementation to grade: a notebook, a script or a module (default: ${IMPL_ENV}, else mnist_lab)",
+    )
+    group.addoption("--questions", metavar="LIST", help="run only these questions, e.g. Q21,Q26,Q29-Q30")
+    group.addoption("--grade-report", metavar="PATH", help="write each question's verdict to PATH.json and PATH.md")
+    group.addoption("--train-seed", type=int, default=0, help="seed of the training runs of Q29-Q33 (default 0)")
+    group.addoption(
+        "--report", metavar="DIR", help="write DIR/report.md and DIR/report.html: printed against measured, with plots"
+    )
+    group.addoption("--report-sweep", metavar="PATH", help="with --report: a seed sweep's JSON, plotted as a histogram")
+    group.addoption(
+        "--report-benchmarks", metavar="PATH", help="with --report: pytest-benchmark's JSON, plotted per device"
+    )
+
+
+def _implementation(config: pytest.Config) -> Implementation:
+    """--impl, a file resolved from the folder pytest was started in; a module imported here, once."""
+    name = config.getoption("--impl") or DEFAULT_IMPL
+    if is_file(name):
+        path = Path(config.invocation_params.dir, name).resolve()
+        if not path.is_file():
+            raise pytest.UsageError(f"--impl {name}: no such file")
+        return Implementation(str(path))
+    impl = Implementation(name)
+    try:
+        impl.loaded  # noqa: B018 (the import is the check)
+    except ImportError as err:
+        raise pytest.UsageError(f"cannot import the implementation {name!r}: {err}") from None
+    return impl
+
+
+def parse_questions(text: str | None) -> frozenset[str]:
+    """'Q21,q26' -> {"Q21", "Q26"}; a name that is no question is a one-line usage error."""
+    if text is None:
+        return frozenset()
+    names = [q.strip().upper() for q in text.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUESTIONS]
+    if not names or unknown:
+        raise pytest.UsageError(
+            f"--questions {text}: no such question: {', '.join(unknown) or 'none named'} "
+            f"(the questions are {', '.join(QUESTIONS)})"
+        )
+    return frozenset(names)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    state = Session(
+        impl=_implementation(config),
+        train_seed=config.getoption("--train-seed"),
+        questions=parse_questions(config.getoption("--questions")),
+        cuda=CudaHealth(),
+        # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
+        hypothesis_dir=tempfile.mkdtemp(prefix="mnist-lab-hypothesis-"),
+    )
+    config.stash[SESSION] = state
+    set_hypothesis_home_dir(state.hypothesis_dir)
+    config.pluginmanager.register(state.cuda)
+    _register_reports(config, state)
+    _schedule(config)
+
+
+def _register_reports(config: pytest.Config, state: Session) -> None:
+    """The grade report when grading or asked for; the spec report (matplotlib, the report extra) when asked for."""
+    if state.impl.grading or config.getoption("--grade-report"):
+        from spec.reports.grade_report import GradeReport
+
+        config.pluginmanager.register(GradeReport(config, state.impl, state.train_seed))
+    if config.getoption("--report") or config.getoption("--report-sweep") or config.getoption("--report-benchmarks"):
+        from spec.reports.spec_report import SpecReport
+
+        config.pluginmanager.register(SpecReport.from_config(config, state.impl))
+
+
+def _schedule(config: pytest.Config) -> None:
+    """One GPU, many workers: `-n` alone means --dist load; make it loadgroup, so that the GPU tests share
+    one worker and so do the tests that share a training run (the xdist_group marks). The controller
+    schedules by `dist`; each worker decides by `loadgroup` whether to tag its test ids with their group,
+    so both are set. And the workers share the cores out, not each a thread per core."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+    if hasattr(config, "workerinput"):
+        config.option.loadgroup = True
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(threads_per_worker(workers))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION in config.stash:
+        shutil.rmtree(session(config).hypothesis_dir, ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    impl = session(config).impl
+    gpu = f"yes ({torch.cuda.get_device_name(0)})" if CUDA else "no"
+    lines = [
+        f"torch {torch.__version__}, numpy {np.__version__}, CUDA available: {gpu}",
+        f"implementation under test: {impl.name}",
+    ]
+    if impl.grading:
+        lines.append("grading: only the questions run; the tests of no question are deselected")
+    return lines
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = session(config)
+    for item in items:
+        question = question_of(item)
+        if question is not None and question not in QUESTIONS:
+            raise pytest.UsageError(f"{item.nodeid}: question({question!r}) is not in spec/harness/contract.py")
+        if question is not None:
+            item.user_properties.append((QUESTION, question))
+    wanted = [item for item in items if _wanted(question_of(item), state)]
+    if len(wanted) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in wanted])
+        items[:] = wanted
+    for item in items:
+        _add_marks(config, item)
+
+
+def _wanted(question: str | None, state: Session) -> bool:
+    if state.questions:
+        return question in state.questions
+    return question is not None or not state.impl.grading
+
+
+def _add_marks(config: pytest.Config, item: pytest.Item) -> None:
+    """Time limits, GPU scheduling and skips that follow from a test's marks and fixtures."""
+    if "training" in item.keywords:
+        item.add_marker(pytest.mark.timeout(TRAINING_TIMEOUT))
+    if "cuda" in item.keywords:
+        item.add_marker(pytest.mark.xdist_group("cuda"), append=False)  # first: it wins over others
+        if not CUDA:
+            item.add_marker(pytest.mark.skip(reason="CUDA not available"))
+    if "benchmark" in getattr(item, "fixturenames", ()) and not config.getoption("benchmark_only", default=False):
+        item.add_marker(pytest.mark.skip(reason="a benchmark: run with --benchmark-only"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, None]:
+    """Name the place in the student's code where a failure happened; say when it was skipped code."""
+    outcome = yield
+    impl = session(item.config).impl
+    if call.excinfo is None or not is_file(impl.name):
+        return
+    report = outcome.get_result()
+    where = impl.student_location(call.excinfo.tb)
+    if where:
+        report.user_properties.append((STUDENT_CODE, where))
+    error = call.excinfo.value
+    built = impl.loaded.notebook
+    if isinstance(error, NameError) and built is not None and getattr(error, "name", None):
+        skipped = built.skipped_binding(error.name)
+        if skipped is not None:
+            note = f"`{error.name}` is bound only by {skipped.where} (`{skipped.code}`), skipped: {skipped.reason}"
+            report.user_properties.append((NOTE, note))

@@ -1,0 +1,1 @@
+"""The harness's own tests, beside the notebooks they grade: fixtures/ (the printed solution), broken/ (mistakes)."""

@@ -1,0 +1,1 @@
+"""mnist_lab's own tests, beyond what the questions ask of it."""

@@ -1,0 +1,82 @@
+"""The package as a new user installs it: a wheel built from this checkout, installed away from it,
+runs offline on the MNIST it carries (no --data, no $MNIST_LAB_DATA, no checkout beside it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mnist_lab.data import DATA_ENV, FILES
+from spec.package_tests.support import REAL_DATA, REPO
+
+# The data files a wheel must carry: the four IDX files and their checksums.
+CARRIED = sorted([f"{name}.gz" for pair in FILES.values() for name in pair] + ["SHA256SUMS"])
+
+
+def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the checkout's sources (a build writes into its source tree)."""
+    pytest.importorskip("setuptools", minversion="68", reason="the test extra's setuptools builds the wheel")
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source)
+    shutil.copytree(REPO / "mnist_lab", source / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REAL_DATA, source / "data" / "mnist")
+    out = tmp_path_factory.mktemp("wheels")
+    run("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-q", "-w", out, ".", cwd=source)
+    (built,) = out.glob("mnist_lab-*.whl")
+    return built
+
+
+def test_the_wheel_carries_the_embedded_mnist(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    carried = sorted(
+        Path(n).name for n in names if n.startswith("mnist_lab/embedded_mnist/") and n.endswith(("gz", "SUMS"))
+    )
+    assert carried == CARRIED, f"{wheel.name} carries {carried} of the data, not {CARRIED}"
+
+
+@pytest.mark.parametrize(("dataset", "label"), [("training", 5), ("testing", 7)])
+def test_the_installed_package_runs_offline_from_any_folder(
+    wheel: Path, tmp_path: Path, dataset: str, label: int
+) -> None:
+    """Installed by pip into a folder of its own, then run from an empty one: the checkout is not on
+    the path, and the data it reads is the copy inside the installed package, checksums checked."""
+    site = tmp_path / "site"
+    run(
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-compile",
+        "--no-cache-dir",
+        "-q",
+        "--target",
+        site,
+        wheel,
+        cwd=tmp_path,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != DATA_ENV}
+    env["PYTHONPATH"] = str(site)  # first on the path: ahead of an editable install of the checkout
+    where = run("-c", "import mnist_lab.data as d; print(d.__file__); print(d.EMBEDDED_DATA)", cwd=elsewhere, env=env)
+    module, data = where.stdout.split()
+    assert Path(module).is_relative_to(site), f"mnist_lab came from {module}, not from the installed {site}"
+    assert Path(data).is_relative_to(site), f"the embedded data is {data}, not inside the installed package"
+    shown = run("-m", "mnist_lab", "show", "--dataset", dataset, "--index", "0", cwd=elsewhere, env=env)
+    assert f"{dataset} image 0: label {label}" in shown.stdout, f"show printed:\n{shown.stdout}\n{shown.stderr}"

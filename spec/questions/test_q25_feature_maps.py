@@ -1,0 +1,71 @@
+"""Q25: LeNet's feature maps.
+
+Documented: for N images of 28x28, conv1 gives N x 6 x 24 x 24, the first pooling
+N x 6 x 12 x 12, conv2 N x 16 x 8 x 8, the second pooling N x 16 x 4 x 4, flattened
+to 256 features: W - K + 1 after a KxK convolution, W / L after an LxL pooling.
+Asserted on a real forward pass, with hooks on the layers (found by kind and order, so that a
+net with other layer names still shows its feature maps; Q26 checks the names).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spec.harness.impl import Implementation
+from spec.harness.measure import Measure
+
+pytestmark = pytest.mark.question("Q25")
+
+
+def conv_out(width: int, kernel: int) -> int:
+    return width - kernel + 1
+
+
+def pool_out(width: int, size: int) -> int:
+    return width // size
+
+
+def test_the_documented_arithmetic() -> None:
+    sizes = [28]
+    for op in (lambda w: conv_out(w, 5), lambda w: pool_out(w, 2)) * 2:
+        sizes.append(op(sizes[-1]))
+    assert sizes == [28, 24, 12, 8, 4], f"W - K + 1 and W / L give {sizes}, not 28, 24, 12, 8, 4"
+    assert 16 * sizes[-1] ** 2 == 256, "16 maps of 4x4 are 256 features"
+
+
+def layers_of(net: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The two convolutions and the first linear layer, in the order the net registers them."""
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) == 2, f"LeNet has {len(convs)} Conv2d layers, not 2"
+    assert linears, "LeNet has no Linear layer"
+    return convs[0], convs[1], linears[0]
+
+
+@pytest.mark.parametrize("n", [1, 7, 100])
+def test_feature_maps_on_a_real_forward_pass(
+    impl: Implementation, device: torch.device, mnist, n: int, measure: Measure
+) -> None:
+    images = mnist["testing"][0][:n].to(device)
+    net = impl.LeNet().to(device)
+    conv1, conv2, fc1 = layers_of(net)
+    seen: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        conv1.register_forward_hook(lambda m, i, o: seen.__setitem__("conv1", tuple(o.shape))),
+        conv2.register_forward_pre_hook(lambda m, i: seen.__setitem__("pool1", tuple(i[0].shape))),
+        conv2.register_forward_hook(lambda m, i, o: seen.__setitem__("conv2", tuple(o.shape))),
+        fc1.register_forward_pre_hook(lambda m, i: seen.__setitem__("flat", tuple(i[0].shape))),
+    ]
+    try:
+        with torch.no_grad():
+            out = net(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    expected = {"conv1": (n, 6, 24, 24), "pool1": (n, 6, 12, 12), "conv2": (n, 16, 8, 8), "flat": (n, 256)}
+    measure("feature maps of one image", {name: shape[1:] for name, shape in seen.items()}, device)
+    assert seen == expected, f"feature maps {seen}, documented {expected}"
+    assert out.shape == (n, 10), f"LeNet gives {tuple(out.shape)} scores for {n} images, not ({n}, 10)"
+    assert out.device.type == device.type, f"scores on {out.device}, net and images on {device}"

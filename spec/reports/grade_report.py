@@ -1,0 +1,73 @@
+"""The grade report: each question's verdict, for a course assistant and for course platforms.
+
+A pytest plugin (registered by spec/harness/plugin.py when grading, or with --grade-report PATH). It
+folds every test's report into one verdict per question (spec/reports/verdicts.py), prints the table at
+the end of the run and, with --grade-report, writes PATH.json (a `NotebookResult`) and PATH.md.
+
+Under xdist each worker sends what of the notebook it did not run (`skipped_cells`) to the controller
+when it ends, so the controller never builds the student's notebook itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from spec.harness.impl import Implementation
+from spec.reports.verdicts import NotebookResult, VerdictCollector
+
+_SKIPPED_CELLS = "mnist_lab_skipped_cells"  # the key of xdist's workeroutput
+
+
+class GradeReport:
+    def __init__(self, config: pytest.Config, impl: Implementation, train_seed: int) -> None:
+        self.config, self.impl, self.train_seed = config, impl, train_seed
+        path = config.getoption("--grade-report")
+        self.path = Path(config.invocation_params.dir, path) if path else None
+        self.collector = VerdictCollector()
+        self.from_workers: list[dict[str, Any]] | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collector.add(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            self.config.workeroutput[_SKIPPED_CELLS] = self.impl.skipped_cells()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist's controller: a worker is done; keep the first worker's account of the notebook."""
+        cells = getattr(node, "workeroutput", {}).get(_SKIPPED_CELLS)
+        if cells is not None and self.from_workers is None:
+            self.from_workers = cells
+
+    def result(self) -> NotebookResult:
+        distributed = self.config.pluginmanager.getplugin("dsession") is not None
+        skipped = self.from_workers if distributed else self.impl.skipped_cells()
+        return NotebookResult(
+            implementation=self.config.getoption("--impl") or self.impl.name,
+            train_seed=self.train_seed,
+            torch=torch.__version__,
+            questions=self.collector.verdicts(),
+            skipped_cells=skipped or [],
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        result = self.result()
+        lines = result.markdown_lines()
+        terminalreporter.section("grades")
+        for line in lines:
+            terminalreporter.line(line)
+        if self.path:
+            stem = self.path.with_suffix("") if self.path.suffix in (".json", ".md") else self.path
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            Path(f"{stem}.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            Path(f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            terminalreporter.line(f"grade report: {stem}.json, {stem}.md")

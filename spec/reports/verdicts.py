@@ -1,0 +1,244 @@
+"""Verdicts, typed: one per question (`QuestionVerdict`), one result per notebook (`NotebookResult`), and the
+collector that folds the tests' reports into them (`VerdictCollector`), which the grade report, the spec
+report and the batch grader all read.
+
+A question fails if any of its tests failed or errored, is skipped if all were skipped, and passes
+otherwise. Its message is the first line of the failure of its first failing test (in file order), with
+where in the student's code it happened. The JSON of each is described once, in SCHEMA (docs/grading.md
+shows it, and a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from spec.harness.contract import QUESTIONS
+from spec.harness.text import NOTE, QUESTION, STUDENT_CODE, markdown_cell
+
+OUTCOMES = ("passed", "failed", "skipped")
+
+# The grade report's JSON (--grade-report PATH.json, and each notebook of the batch grader's JSON): key -> meaning.
+SCHEMA = {
+    "notebook": "the submission as the batch grader was given it (batch grading only)",
+    "seconds": "wall time of its grading, in seconds (batch grading only)",
+    "error": "why it has no grade, in one line; the only key besides `notebook` then (batch grading only)",
+    "implementation": "what was graded: the notebook, script or module",
+    "train_seed": "the seed of the training runs (--train-seed)",
+    "torch": "the torch version that graded it",
+    "graded_passed": "graded questions passed",
+    "graded": "graded questions run",
+    "questions": "one entry per question run, in the assignment's order:",
+    "questions[].question": "its name: Q21, Q29-Q30, ...",
+    "questions[].title": "what it asks",
+    "questions[].graded": "true where it tests the student's code, false for PyTorch itself (Q1-Q20)",
+    "questions[].outcome": "passed, failed or skipped",
+    "questions[].message": "a failure's first line and where in the student's code; a skip's reason",
+    "questions[].tests": "its tests' outcomes counted: {passed, failed, skipped}",
+    "skipped_cells": "the notebook's code that grading did not run, or that raised when it was built:",
+    "skipped_cells[]": "{cell, lines: [first, last], where, code: its first line, reason}",
+}
+
+
+def schema_markdown() -> str:
+    """SCHEMA as the table docs/grading.md shows."""
+    rows = [f"| `{key}` | {markdown_cell(meaning)} |" for key, meaning in SCHEMA.items()]
+    return "\n".join(["| key | meaning |", "|---|---|", *rows])
+
+
+@dataclass(frozen=True)
+class QuestionVerdict:
+    question: str
+    title: str
+    graded: bool
+    outcome: str  # one of OUTCOMES
+    message: str
+    tests: dict[str, int]  # outcome -> how many of its tests had it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"question": self.question, "title": self.title, "graded": self.graded, "outcome": self.outcome,
+                "message": self.message, "tests": dict(self.tests)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QuestionVerdict:
+        return cls(**{key: data[key] for key in ("question", "title", "graded", "outcome", "message", "tests")})
+
+    def markdown_row(self) -> str:
+        more = self.tests.get("failed", 0) - 1
+        message = markdown_cell(self.message) + (
+            f" (and {more} more failed test{'s' * (more > 1)})" if more > 0 else ""
+        )
+        return f"| {self.question} | {self.title} | {'yes' if self.graded else 'no'} | {self.outcome} | {message} |"
+
+
+@dataclass
+class NotebookResult:
+    """One implementation's grade: what the grade report writes and the batch grader collects."""
+
+    implementation: str = ""
+    train_seed: int = 0
+    torch: str = ""
+    questions: list[QuestionVerdict] = field(default_factory=list)
+    skipped_cells: list[dict[str, Any]] = field(default_factory=list)
+    notebook: str = ""  # the batch grader's three
+    seconds: float | None = None
+    error: str = ""
+
+    @property
+    def graded(self) -> int:
+        return sum(q.graded for q in self.questions)
+
+    @property
+    def graded_passed(self) -> int:
+        return sum(q.graded and q.outcome == "passed" for q in self.questions)
+
+    def to_json(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"notebook": self.notebook} if self.notebook else {}
+        if self.error:
+            return {**head, "error": self.error}
+        if self.seconds is not None:
+            head["seconds"] = self.seconds
+        return {
+            **head,
+            "implementation": self.implementation,
+            "train_seed": self.train_seed,
+            "torch": self.torch,
+            "graded_passed": self.graded_passed,
+            "graded": self.graded,
+            "questions": [q.to_json() for q in self.questions],
+            "skipped_cells": self.skipped_cells,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NotebookResult:
+        return cls(
+            implementation=data.get("implementation", ""),
+            train_seed=data.get("train_seed", 0),
+            torch=data.get("torch", ""),
+            questions=[QuestionVerdict.from_json(q) for q in data.get("questions", [])],
+            skipped_cells=data.get("skipped_cells", []),
+            notebook=data.get("notebook", ""),
+            seconds=data.get("seconds"),
+            error=data.get("error", ""),
+        )
+
+    def summary(self) -> str:
+        """One line: how many graded questions passed, or why there is no grade."""
+        if self.error:
+            return self.error
+        return f"{self.graded_passed} of {self.graded} graded questions passed"
+
+    def markdown_lines(self) -> list[str]:
+        lines = [
+            f"{self.implementation}: {self.summary()} (torch {self.torch}, training seed {self.train_seed})",
+            "",
+            "| question | title | graded | outcome | message |",
+            "|---|---|---|---|---|",
+            *(q.markdown_row() for q in self.questions),
+        ]
+        if self.skipped_cells:
+            lines += ["", "Not run (grading runs the imports, the definitions and the assignments they need):", ""]
+            lines += _skipped_lines(self.skipped_cells)
+        return lines
+
+    def csv_row(self, questions: list[str]) -> list[Any]:
+        """notebook, passed, graded, each of `questions`' outcome, error."""
+        outcomes = {q.question: q.outcome for q in self.questions}
+        passed, graded = ("", "") if self.error else (self.graded_passed, self.graded)
+        return [self.notebook, passed, graded, *(outcomes.get(q, "") for q in questions), self.error]
+
+
+def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
+    """A line per cell and reason: where, the first statement's code, how many more."""
+    lines = []
+    for (_, reason), group in itertools.groupby(skipped, lambda s: (s["cell"], s["reason"])):
+        group = list(group)
+        cell = group[0]["where"].rsplit("line", 1)[0]  # "cell 4 (In [2]), " or "" for a script
+        more = f" and {len(group) - 1} more" if len(group) > 1 else ""
+        where = f"{cell}line{'s' * (len(group) > 1)} {_ranges([s['lines'][0] for s in group])}"
+        lines.append(f"- {where}: `{group[0]['code']}`{more}: {reason}")
+    return lines
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[2, 3, 4, 7] -> '2-4, 7'."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
+
+
+@dataclass
+class _Tally:
+    """One question's test outcomes, as they arrive."""
+
+    outcomes: list[str] = field(default_factory=list)
+    failures: list[tuple[tuple, str]] = field(default_factory=list)  # (position in the file, message)
+    skip_reason: str = ""
+
+    @property
+    def outcome(self) -> str:
+        if "failed" in self.outcomes:
+            return "failed"
+        return "passed" if "passed" in self.outcomes else "skipped"
+
+    @property
+    def message(self) -> str:
+        if self.outcome == "failed":
+            return min(self.failures)[1]
+        return self.skip_reason if self.outcome == "skipped" else ""
+
+
+class VerdictCollector:
+    """Each question's verdict, folded from its tests' reports as they arrive (on the xdist controller too)."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, _Tally] = {}
+
+    def add(self, report: pytest.TestReport) -> None:
+        question = dict(report.user_properties).get(QUESTION)
+        if question is None or (report.when != "call" and report.passed):
+            return
+        tally = self._tallies.setdefault(question, _Tally())
+        if report.failed:
+            tally.outcomes.append("failed")
+            tally.failures.append(((report.location[1] or 0, report.nodeid), failure_line(report)))
+        elif report.skipped:
+            tally.outcomes.append("skipped")
+            tally.skip_reason = tally.skip_reason or str(report.longrepr[-1]).removeprefix("Skipped: ")
+        else:
+            tally.outcomes.append("passed")
+
+    def get(self, question: str) -> QuestionVerdict | None:
+        tally = self._tallies.get(question)
+        if tally is None:
+            return None
+        entry = QUESTIONS[question]
+        counts = {outcome: tally.outcomes.count(outcome) for outcome in OUTCOMES}
+        return QuestionVerdict(question, entry.title, entry.graded, tally.outcome, tally.message, counts)
+
+    def verdicts(self) -> list[QuestionVerdict]:
+        """The questions that ran, in the assignment's order."""
+        return [verdict for q in QUESTIONS if (verdict := self.get(q)) is not None]
+
+
+def failure_line(report: pytest.TestReport) -> str:
+    """The failure's first line, whole, and where in the student's code it happened."""
+    longrepr = report.longrepr
+    crash = getattr(longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(longrepr)
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or ["failed"]
+    line = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]  # "Error:\nwhat"
+    line = line.removeprefix("AssertionError: ").removeprefix("Failed: ")
+    properties = dict(report.user_properties)
+    if NOTE in properties:
+        line += f"; {properties[NOTE]}"
+    if STUDENT_CODE in properties:
+        line += f" [{properties[STUDENT_CODE]}]"
+    return line
