@@ -10,18 +10,20 @@ implementation's functions.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spec.harness.impl import Implementation
+from spec.sandbox import reference
+from spec.sandbox.remote import RemoteNet
 
 # What backprop_deep prints every 100 minibatches: print("[%d, %5d] loss: %.3f" % (epoch + 1, k + 1, ...)).
 LOG_LINE = re.compile(r"^\[\s*(\d+),\s*(\d+)\]\s+loss:\s+(-?\d+\.\d+|nan|inf)\s*$")
@@ -53,25 +55,6 @@ def accuracy(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, device: torc
     _, lpred = net(x.to(device)).max(1)
     return float(100 * (labels.to(device) == lpred).float().mean())
 
-
-class PrintedLeNet(nn.Module):
-    """Cell [37]'s LeNet, as printed: the spec's reference net."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(256, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), (2, 2))
-        x = x.view(-1, 256)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
 
 
 def seed_everything(seed: int) -> None:
@@ -116,43 +99,60 @@ def train_as_printed(
     the test accuracy: cells [49]-[51].
 
     Every generator is seeded with `seed` first. The test accuracy is also taken after each epoch where
-    the loop draws one np.random.permutation an epoch, as the printed one does: when it draws the next
-    epoch's. That draws nothing from any generator and changes nothing in the run.
+    the loop draws one np.random.permutation an epoch, as the printed one does, from the weights it had
+    when it drew the next epoch's. A sandboxed notebook's accuracy is computed here, by the spec's LeNet
+    with its weights where the two compute the same function, else from its scores for the test images.
     """
     seed_everything(seed)
     net = impl.LeNet().to(device)
     xtrain, ltrain = (t.to(device) for t in data["training"])
     xtest, ltest = data["testing"]
-    per_epoch: list[tuple[int, float]] = []
-
-    def evaluate(epoch: int, net: nn.Module) -> None:
-        with torch.no_grad():
-            per_epoch.append((epoch, accuracy(net, xtest, ltest, device)))
-
     output = io.StringIO()
-    with contextlib.redirect_stdout(output), _epoch_hook(net, evaluate):
-        impl.backprop_deep(xtrain, ltrain, net, T=epochs)
-    final = accuracy(net, xtest, ltest, device)
+    with contextlib.redirect_stdout(output):
+        states = impl.backprop_with_epoch_states(xtrain, ltrain, net, epochs)
+    final = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    judge = (net.trusted_twin(xtest) if isinstance(net, RemoteNet) else None) or copy.deepcopy(net)
+
+    def accuracy_of(state: dict[str, torch.Tensor]) -> float:
+        load(judge, state)
+        return accuracy(judge, xtest, ltest, device)
+
+    per_epoch = [(epoch, accuracy_of(state)) for epoch, state in enumerate(states, 1)]
+    per_epoch.append((epochs, accuracy_of(final)))
     return PrintedRun(
         device=device.type,
         epochs=epochs,
         seed=seed,
         log=parse_log(output.getvalue()),
-        accuracy=final,
-        epoch_accuracy=[*per_epoch, (epochs, final)],
+        accuracy=per_epoch[-1][1],
+        epoch_accuracy=per_epoch,
     )
 
 
+def feature_maps(net: nn.Module, images: torch.Tensor) -> tuple[dict[str, int], dict[str, list[int]], torch.Tensor]:
+    """Q25's look inside `net` (spec.sandbox.reference.feature_maps), here or, for a notebook's, in its worker."""
+    return net.feature_maps(images) if isinstance(net, RemoteNet) else reference.feature_maps(net, images)
+
+
+def load(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put `state`'s weights into `net`, a network here or in a worker."""
+    if isinstance(net, RemoteNet):
+        net.load_state(state)
+    else:
+        net.load_state_dict(state)
+
+
 @contextlib.contextmanager
-def _epoch_hook(net: nn.Module, after_epoch: Callable[[int, nn.Module], None]):
-    """Call `after_epoch(e, net)` when np.random.permutation is drawn for epoch e + 1 (e >= 1)."""
+def epoch_states(net: nn.Module, states: list[dict[str, torch.Tensor]]) -> Iterator[None]:
+    """Keep a copy of `net`'s weights each time np.random.permutation is drawn after the first: at the
+    end of each epoch but the last, for a loop that draws one permutation an epoch. It draws nothing."""
     draw = np.random.permutation
     calls = 0
 
     def permutation(*args, **kwargs):
         nonlocal calls
         if calls:
-            after_epoch(calls, net)
+            states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
         calls += 1
         return draw(*args, **kwargs)
 

@@ -1,9 +1,11 @@
 """The implementation under test: a notebook, a script or a module, asked for the contract's names.
 
 `--impl` names it (spec/harness/plugin.py): a notebook (`their.ipynb`), a script (`their.py`) or a module
-name (`mnist_lab`, the default). A notebook or script is read by `spec.harness.notebook` without being
-run; `load` and `show` then come from the course's MNISTtools as mnist_lab serves them. The run's one
-`Implementation` lives in the plugin's session state; tests get it from the `impl` fixture.
+name (`mnist_lab`, the default). A module is imported here: it is trusted. A notebook or script is read by
+`spec.harness.notebook` and its definitions are built in a sandboxed worker (spec/sandbox): this process
+never runs a line of it, and its functions are `RemoteFunction`s, its networks `RemoteNet`s; `load` and
+`show` come from the course's MNISTtools as mnist_lab serves them, here. The run's one `Implementation`
+lives in the plugin's session state; tests get it from the `impl` fixture.
 
 Tests ask `impl` for the contract's names (`spec.harness.contract`). A name the implementation lacks
 fails the test that asked, with one line that says why. Each graded function is called through a
@@ -23,12 +25,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from spec.harness.contract import CONTRACT
+from spec.sandbox.client import containment
+from spec.sandbox.remote import RemoteFunction
 
 DEFAULT_IMPL = "mnist_lab"
 OUTPUT_LIMIT = 1_000_000  # characters a graded call may print, stdout and stderr each
@@ -69,7 +73,7 @@ class Implementation:
             built = notebook.build(notebook.plan(Path(self.name)))
         except notebook.NotebookError as err:
             return Loaded(None, error=str(err))
-        return Loaded(built.module, notebook=built)
+        return Loaded(None, notebook=built)
 
     def __getattr__(self, name: str) -> Any:
         if name not in CONTRACT:
@@ -77,16 +81,53 @@ class Implementation:
         loaded = self.loaded
         if loaded.error:
             pytest.fail(loaded.error, pytrace=False)
-        source = loaded.module
-        if loaded.notebook is not None and CONTRACT[name].written_by == "course":
-            source = sys.modules["MNISTtools"]  # the course's tools, whatever the notebook defines
-        value = getattr(source, name, None)
+        if loaded.notebook is not None:
+            if CONTRACT[name].written_by == "course":  # the course's tools, whatever the notebook defines
+                return getattr(self.course, name)
+            if name not in loaded.notebook.names:
+                pytest.fail(loaded.notebook.missing(name), pytrace=False)
+            return self.guarded(name, RemoteFunction(loaded.notebook.worker, name))
+        value = getattr(loaded.module, name, None)
         if value is None:
-            where = loaded.notebook.missing(name) if loaded.notebook else f"{name} is not defined in {source.__name__}"
-            pytest.fail(where, pytrace=False)
+            pytest.fail(f"{name} is not defined in {loaded.module.__name__}", pytrace=False)
         if inspect.isclass(value) or not callable(value):
             return value
         return self.guarded(name, value)
+
+    def backprop_with_epoch_states(
+        self, xtrain: Any, ltrain: Any, net: Any, epochs: int
+    ) -> list[dict[str, Any]]:
+        """`backprop_deep(xtrain, ltrain, net, T=epochs)`, and the net's weights at the end of each epoch but
+        the last: when the loop draws its next np.random.permutation, as the printed one does once an epoch."""
+        train = self.backprop_deep
+        if self.loaded.notebook is not None:
+            remote = train.__wrapped__
+            train(xtrain, ltrain, net, T=epochs, snapshots=True)
+            return remote.snapshots
+        from spec.harness.cells import epoch_states
+
+        states: list[dict[str, Any]] = []
+        with epoch_states(net, states):
+            train(xtrain, ltrain, net, T=epochs)
+        return states
+
+    @functools.cached_property
+    def course(self) -> ModuleType:
+        from spec.harness import notebook
+
+        return notebook.course_tools()
+
+    @property
+    def containment(self) -> str:
+        """How the implementation's code ran: in this process (the trusted package), or in which sandbox."""
+        if not is_file(self.name):
+            return f"in the grader's process: {self.name} is trusted"
+        return containment().line()
+
+    def close(self) -> None:
+        """Stop the notebook's worker, if one was started."""
+        if "loaded" in self.__dict__ and self.loaded.notebook is not None:
+            self.loaded.notebook.worker.close()
 
     def guarded(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         """`function`, called so that exit(), a hang or a flood fails the test with one line."""
@@ -101,10 +142,9 @@ class Implementation:
             try:
                 with _bounded_output(name):
                     return function(*args, **kwargs)
-            except SystemExit as stop:
-                where = self.student_location(stop.__traceback__)
-                pytest.fail(f"{name} called exit() or sys.exit({stop.code!r}){' at ' + where if where else ''}: "
-                            "a graded function must return", pytrace=False)  # fmt: skip
+            except SystemExit as stop:  # the trusted package's own function
+                pytest.fail(f"{name} called exit() or sys.exit({stop.code!r}): a graded function must return",
+                            pytrace=False)  # fmt: skip
             except pytest.fail.Exception as failed:
                 if str(failed).startswith("Timeout"):  # pytest-timeout's signal
                     self.hung[name] = os.environ.get("PYTEST_CURRENT_TEST", "an earlier test").split(" ")[0]
@@ -112,10 +152,9 @@ class Implementation:
 
         return call
 
-    def student_location(self, tb: TracebackType | None) -> str | None:
-        """Where a traceback leaves the student's notebook, if the implementation is one."""
-        built = self.loaded.notebook if is_file(self.name) else None
-        return built.locate(tb) if built is not None else None
+    def student_location(self, error: BaseException) -> str | None:
+        """Where in the student's notebook an exception was raised, as its worker said."""
+        return getattr(error, "student_location", None) if is_file(self.name) else None
 
     def skipped_cells(self) -> list[dict[str, Any]]:
         """What of the notebook was not run, and why; the statements that raised while it was built too."""

@@ -1,24 +1,24 @@
-"""A student's notebook (or script) as an importable module, without running it.
+"""A student's notebook (or script), read and planned here, its definitions built in a sandboxed worker.
 
-The notebook is read with nbformat, never run in a kernel. Of its top-level statements, the module
-runs the imports, the function and class definitions, and the assignments those definitions need
+The notebook is read with nbformat, never run in a kernel. Of its top-level statements, grading runs
+the imports, the function and class definitions, and the assignments those definitions need
 (`device = 'cuda' if torch.cuda.is_available() else 'cpu'`), in notebook order; everything else
 (loading data, training, printing, plotting) is skipped and listed by cell. IPython magics and shell
-lines are skipped too. Code that does not parse, or raises while the module is built, is skipped with
-its reason; a name that only skipped code binds is reported as such when a test asks for it.
+lines are skipped too. `plan` decides this by reading the code, and runs none of it; `build` has the
+worker (spec/sandbox) run the planned statements. Code that does not parse, or raises while it is
+built, is skipped with its reason; a name that only skipped code binds is reported as such when a test
+asks for it.
 
-`import MNISTtools` gets the course's tools as mnist_lab serves them: `load` reads the embedded MNIST
-(whatever `path` the notebook gives) and `show` draws without a screen.
+The course's MNISTtools (`course_tools`) is served by mnist_lab, in the grader: `load` reads the
+embedded MNIST (whatever `path` the notebook gives) and `show` draws without a screen.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import linecache
 import re
 import symtable
-import sys
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from spec.harness.text import one_line
+from spec.sandbox.client import Worker, WorkerError
 
 COURSE_MODULE = "MNISTtools"
 # A top-level assignment that calls one of these loads data or trains: never run, even where needed.
@@ -75,6 +76,7 @@ class _Statement:
     binds: frozenset[str]
     uses: frozenset[str]
     kind: str  # "definition", "import", "assignment" or "code"
+    index: int  # its place in its cell's parsed body
 
     @property
     def line(self) -> int:
@@ -101,6 +103,7 @@ class Plan:
     run: list[_Statement] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     bound_only_by: dict[str, Skipped] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # each cell's source as parsed (magics as `pass`)
 
     def entry(self, cell: Cell, lines: tuple[int, int], code: str, reason: str) -> Skipped:
         return Skipped(cell.where(lines[0], self.script), code, reason, cell.number, lines)
@@ -114,10 +117,11 @@ class Plan:
 
 @dataclass
 class Notebook:
-    """The module built from a notebook, with what was skipped."""
+    """A notebook's definitions, built in its worker: what raised there, and the names they bound."""
 
     plan: Plan
-    module: types.ModuleType
+    worker: Worker
+    names: frozenset[str]  # what the built module binds
     failed: list[Skipped]  # statements that raised while the module was built
 
     @property
@@ -135,19 +139,7 @@ class Notebook:
 
     def skipped_binding(self, name: str) -> Skipped | None:
         """The skipped statement that would bind `name`, where no run statement does."""
-        return None if name in self.module.__dict__ else self.plan.bound_only_by.get(name)
-
-    def locate(self, tb: types.TracebackType | None) -> str | None:
-        """Where in the student's code a traceback ends: 'cell 14 (In [41]), line 12, in backprop_deep'."""
-        cells = {cell.filename: cell for cell in self.plan.cells}
-        found = None
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename in cells:
-                cell = cells[code.co_filename]
-                found = f"{cell.where(tb.tb_lineno, self.plan.script)}, in {code.co_name}"
-            tb = tb.tb_next
-        return found
+        return None if name in self.names else self.plan.bound_only_by.get(name)
 
 
 def read_cells(path: Path) -> tuple[list[Cell], bool]:
@@ -247,12 +239,12 @@ def _statements(cell: Cell, result: Plan) -> Iterator[_Statement]:
             return
         for n, line in magics:
             result.skip(cell, (n, n), line.strip(), "it is an IPython magic, shell or help line")
-    linecache.cache[cell.filename] = (len(source), None, source.splitlines(True), cell.filename)
-    for node in tree.body:
+    result.sources[cell.filename] = source
+    for index, node in enumerate(tree.body):
         if isinstance(node, ast.Pass):  # nothing to run (where a magic was, among others)
             continue
         binds, uses = _names(node)
-        yield _Statement(cell, node, binds, uses, _kind(node))
+        yield _Statement(cell, node, binds, uses, _kind(node), index)
 
 
 def _kind(node: ast.stmt) -> str:
@@ -325,22 +317,25 @@ def course_tools() -> types.ModuleType:
     return module
 
 
-def build(notebook_plan: Plan, name: str = "graded_notebook") -> Notebook:
-    """Run the planned statements, in notebook order, in a fresh module."""
-    module = types.ModuleType(name, f"{notebook_plan.path.name}, as grading imports it")
-    module.__file__ = str(notebook_plan.path)
-    sys.modules[name] = module
-    sys.modules[COURSE_MODULE] = course_tools()
+def build(notebook_plan: Plan) -> Notebook:
+    """Run the planned statements, in notebook order, in a fresh sandboxed worker (spec/sandbox)."""
+    plan = notebook_plan
+    cells = [{"filename": c.filename, "source": plan.sources[c.filename], "label": c.where(), "script": plan.script}
+             for c in plan.cells if c.filename in plan.sources]  # fmt: skip
+    statements = [{"filename": s.cell.filename, "index": s.index} for s in plan.run]
+    worker = Worker(hidden=[plan.path.resolve().parent])
+    try:
+        defined = worker.define({"op": "define", "file": plan.path.name, "cells": cells, "statements": statements})
+    except WorkerError as failure:
+        worker.close()
+        raise NotebookError(f"{plan.path.name}: building its definitions {failure}") from None
+    names = frozenset(defined["names"])
     failed = []
-    for s in notebook_plan.run:
-        code = compile(ast.Module(body=[s.node], type_ignores=[]), s.cell.filename, "exec")
-        try:
-            exec(code, module.__dict__)
-        except (Exception, SystemExit) as err:
-            reason = f"it raised {type(err).__name__}: {one_line(err)} when the notebook was imported"
-            entry = notebook_plan.entry(s.cell, s.lines, s.code, reason)
-            failed.append(entry)
-            for bound in s.binds:
-                if bound not in module.__dict__:
-                    notebook_plan.bound_only_by[bound] = entry
-    return Notebook(notebook_plan, module, failed)
+    for error in defined["failed"]:
+        s = plan.run[error["position"]]
+        reason = f"it raised {error['type']}: {error['message']} when the notebook was imported"
+        entry = plan.entry(s.cell, s.lines, s.code, reason)
+        failed.append(entry)
+        for bound in s.binds - names:
+            plan.bound_only_by[bound] = entry
+    return Notebook(plan, worker, names, failed)

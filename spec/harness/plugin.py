@@ -162,6 +162,7 @@ def _schedule(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if SESSION in config.stash:
+        session(config).impl.close()
         shutil.rmtree(session(config).hypothesis_dir, ignore_errors=True)
 
 
@@ -220,7 +221,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     if call.excinfo is None or not is_file(impl.name):
         return
     report = outcome.get_result()
-    where = impl.student_location(call.excinfo.tb)
+    where = impl.student_location(call.excinfo.value)
     if where:
         report.user_properties.append((STUDENT_CODE, where))
     error = call.excinfo.value

@@ -6,12 +6,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spec.harness import notebook
 from spec.meta_tests.broken.mistakes import SOLUTION
+from spec.sandbox.remote import RemoteFunction
 
 nbformat = pytest.importorskip("nbformat")  # in the test extra; grading needs it
+
+_built: list[notebook.Notebook] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_workers():
+    """Each notebook built here has a worker: stop them after the test."""
+    yield
+    while _built:
+        _built.pop().worker.close()
+
+
+def build(plan: notebook.Plan) -> notebook.Notebook:
+    """The notebook's definitions, built in a worker that is stopped after the test."""
+    _built.append(notebook.build(plan))
+    return _built[-1]
 
 
 def write_notebook(folder: Path, *sources: str, name: str = "student.ipynb") -> Path:
@@ -52,9 +70,10 @@ def test_an_assignment_a_definition_needs_runs_and_one_that_needs_data_does_not(
     assert not {"xtrain", "N"} & run_names(plan), "an assignment that loads data runs"
     reasons = {entry.code: entry.reason for entry in plan.skipped}
     assert "loads data or trains" in reasons["xtrain, ltrain = MNISTtools.load(path='./datasets/MNIST')"]
-    built = notebook.build(plan)
-    assert built.module.device in ("cuda", "cpu"), f"device is {built.module.device!r}"
-    assert pytest.approx(2 / 255) == built.module.SCALE
+    built = build(plan)
+    assert {"device", "SCALE"} <= built.names, f"the worker's module binds {sorted(built.names)}"
+    normalised = RemoteFunction(built.worker, "normalize_MNIST_images")(np.array([0, 255], dtype=np.uint8))
+    assert normalised.tolist() == [-1.0, 1.0], f"SCALE is not 2 / 255: {normalised}"
     missing = built.skipped_binding("N")
     assert missing is not None, "N is not reported as bound by skipped code"
     assert missing.where == "cell 4 (In [3]), line 2", f"N is bound by {missing}"
@@ -79,8 +98,8 @@ def test_a_cell_that_does_not_parse_is_skipped_naming_what_it_would_define(tmp_p
     path = write_notebook(
         tmp_path, "import torch", "class LeNet(torch.nn.Module:\n    pass", "def helper():\n    return 1"
     )
-    built = notebook.build(notebook.plan(path))
-    assert hasattr(built.module, "helper"), "a cell after the broken one did not run"
+    built = build(notebook.plan(path))
+    assert "helper" in built.names, "a cell after the broken one did not run"
     message = built.missing("LeNet")
     assert message.startswith("LeNet is not defined in student.ipynb: cell 3 (In [2]), line 1"), message
     assert "SyntaxError" in message, message
@@ -91,8 +110,8 @@ def test_a_statement_that_raises_on_import_is_reported_and_the_rest_runs(tmp_pat
     path = write_notebook(
         tmp_path, "import no_such_module_anywhere", "class LeNet(nn.Module):\n    pass", "x = 1\ndef f():\n    return x"
     )
-    built = notebook.build(notebook.plan(path))
-    assert built.module.f() == 1
+    built = build(notebook.plan(path))
+    assert RemoteFunction(built.worker, "f")() == 1
     assert "raised NameError: name 'nn' is not defined when the notebook was imported" in built.missing("LeNet")
     assert [entry.code for entry in built.failed] == ["import no_such_module_anywhere", "class LeNet(nn.Module):"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
+from spec.harness.cells import feature_maps
 from spec.harness.impl import Implementation
 from spec.harness.measure import Measure
 
@@ -35,35 +35,17 @@ def test_the_documented_arithmetic() -> None:
     assert 16 * sizes[-1] ** 2 == 256, "16 maps of 4x4 are 256 features"
 
 
-def layers_of(net: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The two convolutions and the first linear layer, in the order the net registers them."""
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
-    assert len(convs) == 2, f"LeNet has {len(convs)} Conv2d layers, not 2"
-    assert linears, "LeNet has no Linear layer"
-    return convs[0], convs[1], linears[0]
-
-
 @pytest.mark.parametrize("n", [1, 7, 100])
 def test_feature_maps_on_a_real_forward_pass(
     impl: Implementation, device: torch.device, mnist, n: int, measure: Measure
 ) -> None:
+    """The shapes its forward pass makes at conv1's output, conv2's input and output, and the first linear
+    layer's input, seen by hooks on those layers (in the order the net registers them)."""
     images = mnist["testing"][0][:n].to(device)
-    net = impl.LeNet().to(device)
-    conv1, conv2, fc1 = layers_of(net)
-    seen: dict[str, tuple[int, ...]] = {}
-    hooks = [
-        conv1.register_forward_hook(lambda m, i, o: seen.__setitem__("conv1", tuple(o.shape))),
-        conv2.register_forward_pre_hook(lambda m, i: seen.__setitem__("pool1", tuple(i[0].shape))),
-        conv2.register_forward_hook(lambda m, i, o: seen.__setitem__("conv2", tuple(o.shape))),
-        fc1.register_forward_pre_hook(lambda m, i: seen.__setitem__("flat", tuple(i[0].shape))),
-    ]
-    try:
-        with torch.no_grad():
-            out = net(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    layers, seen, out = feature_maps(impl.LeNet().to(device), images)
+    assert layers["convs"] == 2, f"LeNet has {layers['convs']} Conv2d layers, not 2"
+    assert layers["linears"], "LeNet has no Linear layer"
+    seen = {name: tuple(shape) for name, shape in seen.items()}
     expected = {"conv1": (n, 6, 24, 24), "pool1": (n, 6, 12, 12), "conv2": (n, 16, 8, 8), "flat": (n, 256)}
     measure("feature maps of one image", {name: shape[1:] for name, shape in seen.items()}, device)
     assert seen == expected, f"feature maps {seen}, documented {expected}"

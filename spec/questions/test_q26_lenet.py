@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from spec.harness import printed
-from spec.harness.cells import PrintedLeNet
 from spec.harness.impl import Implementation
 from spec.harness.measure import Measure
+from spec.sandbox.reference import PrintedLeNet
 
 pytestmark = pytest.mark.question("Q26")
 

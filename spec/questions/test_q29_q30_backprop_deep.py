@@ -32,13 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spec.harness.cells import PrintedLeNet, as_tensors, normalize_as_printed, parse_log
+from spec.harness.cells import as_tensors, normalize_as_printed, parse_log
 from spec.harness.impl import Implementation
 from spec.harness.measure import Measure
+from spec.sandbox.reference import MARK, Recorder
 
 pytestmark = [pytest.mark.question("Q29-Q30"), pytest.mark.xdist_group("backprop_deep")]
-
-MARK = 1024  # the corner pixel of image i is -1 + i / MARK: exact in float32, and still near the background
 
 
 def marked(mnist_columns, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,25 +48,6 @@ def marked(mnist_columns, n: int, device: torch.device) -> tuple[torch.Tensor, t
     x[:, 0, 0, 0] = -1 + torch.arange(n, dtype=torch.float32) / MARK
     return x.to(device), labels.to(device)
 
-
-class Recorder(nn.Module):
-    """The printed LeNet (the spec's own: these tests are about the loop), recording each training
-    minibatch: its images and its loss."""
-
-    def __init__(self, labels: torch.Tensor) -> None:
-        super().__init__()
-        self.net = PrintedLeNet()
-        self.labels = labels
-        self.batches: list[list[int]] = []
-        self.losses: list[float] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        if torch.is_grad_enabled():  # a training step, not an evaluation
-            index = ((x[:, 0, 0, 0].detach().double() + 1) * MARK).round().long()
-            self.batches.append(index.tolist())
-            self.losses.append(F.cross_entropy(out.detach().float(), self.labels[index.to(self.labels.device)]).item())
-        return out
 
 
 def train(

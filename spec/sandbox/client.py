@@ -1,0 +1,245 @@
+"""The grader's side of the sandbox: a worker process, contained, asked in plain data, read with a deadline.
+
+The worker (spec/sandbox/worker.py) is spawned fresh, never forked from the grader, in an empty temporary
+folder, with a scrubbed environment and only its two pipes open. Where bubblewrap runs (`apt-get install
+bubblewrap`), it runs inside it: a read-only root, no network, its own user (nobody), process and IPC
+namespaces, the checkout (the spec, the data, mnist_lab) and the submission's own folder hidden, only its
+temporary folder writable. Everywhere, resource limits: file size, open files, memory (RLIMIT_DATA), core
+dumps. `Containment.line()` says which a run had.
+
+A worker that dies, hangs past the caller's time limit or sends what is not a message is killed with its
+whole process group; the next request starts a fresh one and replays the notebook's definitions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spec.sandbox import wire
+
+WORKER = Path(__file__).with_name("worker.py")
+REPO = WORKER.parents[2]
+FILE_LIMIT = 256 << 20  # bytes of any one file the worker writes, its output log included
+MEMORY_LIMIT = 16 << 30  # bytes of data segment: training LeNet on MNIST needs about 2 GB
+OPEN_FILES = 256
+BY_VALUE = 1 << 20  # bytes: a tensor larger than this reaches the worker as a file it maps, once
+SIGNALS = {
+    signal.SIGKILL: "was killed (SIGKILL: out of memory, or a limit)",
+    signal.SIGXFSZ: f"wrote more than {FILE_LIMIT >> 20} MB of output (SIGXFSZ)",
+    signal.SIGXCPU: "ran out of CPU time (SIGXCPU)",
+    signal.SIGSEGV: "crashed (SIGSEGV)",
+    signal.SIGABRT: "aborted (SIGABRT)",
+}
+
+
+class WorkerError(Exception):
+    """The worker died, hung or answered with what is not a message: one line that says how."""
+
+
+@dataclass(frozen=True)
+class Containment:
+    kind: str  # "bubblewrap" or "process"
+
+    def line(self) -> str:
+        if self.kind == "bubblewrap":
+            return ("bubblewrap: read-only root, no network, user nobody, the checkout and the submission's folder "
+                    "hidden; resource limits")  # fmt: skip
+        return ("a plain process (no bubblewrap here): resource limits only; the network and the files this user "
+                "can read are reachable")  # fmt: skip
+
+
+@functools.cache
+def containment() -> Containment:
+    """Bubblewrap where it is installed and can make its namespaces here, else a plain process."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is not None:
+        probe = [bwrap, *_BWRAP_BASE, "--uid", "65534", "--gid", "65534", "true"]
+        if subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0:
+            return Containment("bubblewrap")
+    return Containment("process")
+
+
+_BWRAP_BASE = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
+               "--proc", "/proc", "--tmpfs", "/tmp"]  # fmt: skip
+
+
+def generator_states() -> dict[str, Any]:
+    """This process's generators, for the worker to draw from as this process would have."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": [version, np.array(internal, dtype=np.uint64), gauss],
+        "numpy": [name, keys, int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().numpy(),
+        "cuda": None,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state().numpy()
+    return states
+
+
+class _Deadline:
+    """A pipe read with a deadline, for wire.receive."""
+
+    def __init__(self, fd: int, deadline: float) -> None:
+        self.fd, self.deadline = fd, deadline
+
+    def read(self, size: int) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            raise TimeoutError
+        return os.read(self.fd, min(size, 1 << 20))
+
+
+class Worker:
+    """One notebook's worker: started on the first request, restarted after a failure."""
+
+    def __init__(self, hidden: list[Path]) -> None:
+        self.hidden = hidden  # folders the worker must not see: the submission's own
+        self.folder = Path(tempfile.mkdtemp(prefix="mnist-lab-worker-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.replies = -1
+        self.definitions: dict[str, Any] | None = None  # replayed by every fresh worker
+        self.defined: dict[str, Any] | None = None  # the first worker's reply to them
+        self.generation = 0  # how many workers were started: a handle is valid only in its own
+        self._files: dict[int, tuple[weakref.ref[torch.Tensor], str, int]] = {}
+
+    # --- the process ----------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        python = [sys.executable, "-I"]
+        if containment().kind == "process":
+            return [*python, str(WORKER)]
+        sandbox = "/tmp/mnist-lab-sandbox"
+        args = [shutil.which("bwrap") or "bwrap", *_BWRAP_BASE]
+        args += ["--dev-bind", "/dev", "/dev"] if torch.cuda.is_available() else ["--dev", "/dev"]
+        args += ["--tmpfs", str(REPO)]
+        if Path(sys.prefix).is_relative_to(REPO):  # a virtual environment inside the checkout
+            args += ["--ro-bind", sys.prefix, sys.prefix]
+        for folder in self.hidden:
+            args += ["--tmpfs", str(folder)]
+        args += ["--ro-bind", str(WORKER.parent), sandbox, "--bind", str(self.folder), str(self.folder)]
+        args += ["--chdir", str(self.folder), "--uid", "65534", "--gid", "65534"]
+        return [*args, *python, f"{sandbox}/worker.py"]
+
+    def start(self) -> None:
+        read, write = os.pipe()
+        threads = str(torch.get_num_threads())
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.folder), "LANG": "C.UTF-8", "OMP_NUM_THREADS": threads,
+               "MNIST_LAB_REPLY_FD": str(write)}  # fmt: skip
+        if "CUDA_VISIBLE_DEVICES" in os.environ:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        try:
+            with (self.folder / "sandbox.log").open("wb") as log:  # bubblewrap's own complaints, if any
+                self.proc = subprocess.Popen(
+                    self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder, env=env,
+                    pass_fds=[write], start_new_session=True, preexec_fn=_limits,
+                )  # fmt: skip
+        finally:
+            os.close(write)
+        self.replies = read
+        self.generation += 1
+        if self.definitions is not None:
+            reply = self._exchange(self.definitions, timeout=600)
+            self.defined = self.defined or reply
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+        if self.replies >= 0:
+            os.close(self.replies)
+            self.replies = -1
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # --- requests -------------------------------------------------------------------------------------
+
+    def define(self, definitions: dict[str, Any]) -> dict[str, Any]:
+        """Build the notebook's definitions in the worker; what raised, and the names they bound."""
+        self.definitions = definitions
+        if self.proc is None:
+            self.start()
+        if self.defined is None:
+            self.defined = self._exchange(definitions, timeout=600)
+        return self.defined
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """The worker's reply, or WorkerError; any failure, or an interruption, ends the worker."""
+        if self.proc is None:
+            self.start()
+        return self._exchange({**message, "rng": generator_states()}, timeout)
+
+    def _exchange(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        try:
+            wire.send(self.proc.stdin, message)
+            return wire.receive(_Deadline(self.replies, time.monotonic() + timeout))
+        except TimeoutError:
+            self.kill()
+            raise WorkerError(f"did not return within {timeout:g} s; the worker was stopped") from None
+        except (EOFError, BrokenPipeError, wire.WireError) as err:
+            why = self._death() if not isinstance(err, wire.WireError) else f"sent a malformed reply: {err}"
+            self.kill()
+            raise WorkerError(why) from None
+        except BaseException as err:  # pytest-timeout's signal, Ctrl-C: the worker is mid-call
+            where = self.folder / "where.txt"
+            if where.is_file():  # where the student's code was, for the failure's message
+                err.student_location = where.read_text(errors="replace")[:300] or None  # type: ignore[attr-defined]
+            self.kill()
+            raise
+
+    def _death(self) -> str:
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "closed its reply pipe and went on running"
+        if code < 0:
+            return f"ended the worker: it {SIGNALS.get(-code, f'was killed by signal {-code}')}"
+        said = (self.folder / "sandbox.log").read_text(errors="replace").strip().splitlines()
+        last = f"; it said: {said[-1][:200]}" if code != 0 and said else ""
+        return f"ended the worker: it exited with code {code} (os._exit, or a crash){last}"
+
+    def tensor(self, tensor: torch.Tensor) -> dict[str, Any]:
+        """A tensor as a request's argument: by value, or, if large, as a file the worker maps (written once)."""
+        plain = tensor.detach()
+        spec: dict[str, Any] = {"device": tensor.device.type, "requires_grad": bool(tensor.requires_grad)}
+        if plain.numel() * plain.element_size() <= BY_VALUE:
+            return {**spec, "__tensor__": plain.cpu().numpy()}
+        known = self._files.get(id(tensor))
+        if known is None or known[0]() is not tensor or known[2] != tensor._version:
+            name = str(self.folder / f"data-{len(self._files)}.npy")
+            np.save(name, plain.cpu().numpy(), allow_pickle=False)
+            known = self._files[id(tensor)] = (weakref.ref(tensor), name, tensor._version)
+        return {**spec, "__file__": known[1]}
+
+
+def _limits() -> None:
+    """In the child, before it runs the worker: the resource limits."""
+    for limit, value in ((resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_NOFILE, OPEN_FILES),
+                         (resource.RLIMIT_DATA, MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)):  # fmt: skip
+        resource.setrlimit(limit, (value, value))
