@@ -14,7 +14,7 @@ import copy
 import io
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,22 +142,9 @@ def load(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
         net.load_state_dict(state)
 
 
-@contextlib.contextmanager
-def epoch_states(net: nn.Module, states: list[dict[str, torch.Tensor]]) -> Iterator[None]:
-    """Keep a copy of `net`'s weights each time np.random.permutation is drawn after the first: at the
-    end of each epoch but the last, for a loop that draws one permutation an epoch. It draws nothing."""
-    draw = np.random.permutation
-    calls = 0
+def epoch_states(net: nn.Module, states: list[dict[str, torch.Tensor]]) -> contextlib.AbstractContextManager:
+    """Keep a copy of `net`'s weights at the end of each epoch but the last (reference.at_each_epoch_end)."""
+    def take() -> None:
+        states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
 
-    def permutation(*args, **kwargs):
-        nonlocal calls
-        if calls:
-            states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
-        calls += 1
-        return draw(*args, **kwargs)
-
-    np.random.permutation = permutation
-    try:
-        yield
-    finally:
-        np.random.permutation = draw
+    return reference.at_each_epoch_end(take)

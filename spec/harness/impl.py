@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from spec.harness.contract import CONTRACT
-from spec.sandbox.client import containment
+from spec.sandbox.client import Worker, containment
 from spec.sandbox.remote import RemoteFunction
 
 DEFAULT_IMPL = "mnist_lab"
@@ -56,6 +56,13 @@ class Implementation:
     def __init__(self, name: str = DEFAULT_IMPL) -> None:
         self.name = name
         self.hung: dict[str, str] = {}  # graded function -> the test in which it ran past its time limit
+        self._spawned: Worker | None = None
+
+    def spawn_worker(self) -> None:
+        """For a notebook: start its worker now, so that it imports torch while the tests are collected."""
+        if is_file(self.name) and self._spawned is None:
+            self._spawned = Worker(hidden=[Path(self.name).resolve().parent])
+            self._spawned.spawn()
 
     @property
     def grading(self) -> bool:
@@ -70,7 +77,7 @@ class Implementation:
         from spec.harness import notebook
 
         try:
-            built = notebook.build(notebook.plan(Path(self.name)))
+            built = notebook.build(notebook.plan(Path(self.name)), self._spawned)
         except notebook.NotebookError as err:
             return Loaded(None, error=str(err))
         return Loaded(None, notebook=built)
@@ -121,11 +128,13 @@ class Implementation:
     def containment(self) -> str:
         """How the implementation's code ran: in this process (the trusted package), or in which sandbox."""
         if not is_file(self.name):
-            return f"in the grader's process: {self.name} is trusted"
+            return f"in the grader's process ({self.name} is trusted)"
         return containment().line()
 
     def close(self) -> None:
         """Stop the notebook's worker, if one was started."""
+        if self._spawned is not None:
+            self._spawned.close()
         if "loaded" in self.__dict__ and self.loaded.notebook is not None:
             self.loaded.notebook.worker.close()
 

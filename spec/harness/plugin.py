@@ -30,6 +30,8 @@ import torch
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from spec.harness import budget
+from spec.harness.budget import Budget
 from spec.harness.contract import QUESTIONS
 from spec.harness.cores import threads_per_worker
 from spec.harness.cuda_health import CudaHealth
@@ -39,6 +41,7 @@ from spec.harness.text import NOTE, QUESTION, STUDENT_CODE
 IMPL_ENV = "MNIST_LAB_IMPL"
 CUDA = torch.cuda.is_available()
 TRAINING_TIMEOUT = 1800  # seconds for a `training` test: 10 epochs of a plain loop on a slow 2-core CPU
+_BUDGET = pytest.StashKey[Budget]()
 
 # Derandomised: the same examples every run. One failure reported, so that its first line says what is wrong.
 settings.register_profile("spec", derandomize=True, database=None, report_multiple_bugs=False)
@@ -132,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state.cuda)
     _register_reports(config, state)
     _schedule(config)
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        state.impl.spawn_worker()  # not on xdist's controller, which runs no test
 
 
 def _register_reports(config: pytest.Config, state: Session) -> None:
@@ -175,7 +180,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
     if impl.grading:
         lines.append("grading: only the questions run; the tests of no question are deselected")
+        lines.append(f"graded code runs {impl.containment}")
     return lines
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    return [config.stash[_BUDGET].line()] if _BUDGET in config.stash else []
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -195,6 +205,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _add_marks(config, item)
 
 
+def _training_timeout(config: pytest.Config) -> float:
+    """The package's training tests get TRAINING_TIMEOUT; a graded notebook's, a budget fitted to this
+    machine (spec/harness/budget.py), measured once per process when the first is collected."""
+    if not session(config).impl.grading:
+        return TRAINING_TIMEOUT
+    if _BUDGET not in config.stash:
+        config.stash[_BUDGET] = budget.measure(ceiling=TRAINING_TIMEOUT)
+    return round(config.stash[_BUDGET].seconds)
+
+
 def _wanted(question: str | None, state: Session) -> bool:
     if state.questions:
         return question in state.questions
@@ -204,7 +224,7 @@ def _wanted(question: str | None, state: Session) -> bool:
 def _add_marks(config: pytest.Config, item: pytest.Item) -> None:
     """Time limits, GPU scheduling and skips that follow from a test's marks and fixtures."""
     if "training" in item.keywords:
-        item.add_marker(pytest.mark.timeout(TRAINING_TIMEOUT))
+        item.add_marker(pytest.mark.timeout(_training_timeout(config)))
     if "cuda" in item.keywords:
         item.add_marker(pytest.mark.xdist_group("cuda"), append=False)  # first: it wins over others
         if not CUDA:

@@ -67,7 +67,10 @@ def test_the_grading_doc_shows_the_schema_of_the_grade_report() -> None:
 
 def test_the_grade_report_writes_only_documented_keys() -> None:
     verdict = verdicts.QuestionVerdict("Q21", "t", True, "failed", "m", {"passed": 0, "failed": 1, "skipped": 0})
-    graded = verdicts.NotebookResult("nb.ipynb", 0, "2.13", [verdict], [{"cell": 1}], "nb.ipynb", 1.0).to_json()
+    graded = verdicts.NotebookResult(
+        implementation="nb.ipynb", train_seed=0, torch="2.13", sandbox="here", questions=[verdict],
+        skipped_cells=[{"cell": 1}], notebook="nb.ipynb", seconds=1.0,
+    ).to_json()  # fmt: skip
     missing = verdicts.NotebookResult(notebook="nb.ipynb", error="not graded").to_json()
     keys = {*graded, *missing} | {f"questions[].{key}" for key in graded["questions"][0]}
     assert keys - {"skipped_cells[]"} <= set(verdicts.SCHEMA), f"undocumented: {keys - set(verdicts.SCHEMA)}"

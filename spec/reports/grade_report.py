@@ -52,6 +52,7 @@ class GradeReport:
             implementation=self.config.getoption("--impl") or self.impl.name,
             train_seed=self.train_seed,
             torch=torch.__version__,
+            sandbox=self.impl.containment,
             questions=self.collector.verdicts(),
             skipped_cells=skipped or [],
         )

@@ -29,6 +29,7 @@ SCHEMA = {
     "implementation": "what was graded: the notebook, script or module",
     "train_seed": "the seed of the training runs (--train-seed)",
     "torch": "the torch version that graded it",
+    "sandbox": "where the graded code ran: which sandbox, and what it kept out (spec/sandbox/client.py)",
     "graded_passed": "graded questions passed",
     "graded": "graded questions run",
     "questions": "one entry per question run, in the assignment's order:",
@@ -81,6 +82,7 @@ class NotebookResult:
     implementation: str = ""
     train_seed: int = 0
     torch: str = ""
+    sandbox: str = ""
     questions: list[QuestionVerdict] = field(default_factory=list)
     skipped_cells: list[dict[str, Any]] = field(default_factory=list)
     notebook: str = ""  # the batch grader's three
@@ -106,6 +108,7 @@ class NotebookResult:
             "implementation": self.implementation,
             "train_seed": self.train_seed,
             "torch": self.torch,
+            "sandbox": self.sandbox,
             "graded_passed": self.graded_passed,
             "graded": self.graded,
             "questions": [q.to_json() for q in self.questions],
@@ -118,6 +121,7 @@ class NotebookResult:
             implementation=data.get("implementation", ""),
             train_seed=data.get("train_seed", 0),
             torch=data.get("torch", ""),
+            sandbox=data.get("sandbox", ""),
             questions=[QuestionVerdict.from_json(q) for q in data.get("questions", [])],
             skipped_cells=data.get("skipped_cells", []),
             notebook=data.get("notebook", ""),
@@ -132,9 +136,10 @@ class NotebookResult:
         return f"{self.graded_passed} of {self.graded} graded questions passed"
 
     def markdown_lines(self) -> list[str]:
-        lines = [
-            f"{self.implementation}: {self.summary()} (torch {self.torch}, training seed {self.train_seed})",
-            "",
+        lines = [f"{self.implementation}: {self.summary()} (torch {self.torch}, training seed {self.train_seed})", ""]
+        if self.sandbox:
+            lines += [f"Its code ran {self.sandbox}.", ""]
+        lines += [
             "| question | title | graded | outcome | message |",
             "|---|---|---|---|---|",
             *(q.markdown_row() for q in self.questions),

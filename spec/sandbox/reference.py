@@ -1,11 +1,17 @@
-"""The spec's own networks, which tests hand to a student's code: the printed LeNet and a recording one.
+"""The spec's own networks, which tests hand to a student's code (the printed LeNet and a recording one),
+and the looks inside a student's network and loop that grading takes.
 
-This file imports nothing but torch: the sandboxed worker builds these too (spec/sandbox/worker.py), from
+This file imports nothing but torch and NumPy: the sandboxed worker builds these too (spec/sandbox/worker.py), from
 the state the grader sends, and sends back what they recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,3 +82,24 @@ def feature_maps(net: nn.Module, images: torch.Tensor) -> tuple[dict[str, int], 
         for hook in hooks:
             hook.remove()
     return {"convs": len(convs), "linears": len(linears)}, seen, out
+
+
+@contextlib.contextmanager
+def at_each_epoch_end(take: Callable[[], Any]) -> Iterator[None]:
+    """Call `take()` each time np.random.permutation is drawn after the first: at the end of each epoch but
+    the last, for a loop that draws one permutation an epoch, as the printed one does. It draws nothing."""
+    draw = np.random.permutation
+    calls = 0
+
+    def permutation(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        if calls:
+            take()
+        calls += 1
+        return draw(*args, **kwargs)
+
+    np.random.permutation = permutation
+    try:
+        yield
+    finally:
+        np.random.permutation = draw

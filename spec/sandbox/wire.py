@@ -1,9 +1,10 @@
 """The messages between the grader and its sandboxed worker: plain data only, nothing that can carry code.
 
 A message is a JSON header and the arrays it refers to. In the JSON an array stands as {"__array__": i},
-the i-th array after the header; every array travels in NumPy's .npy format, written and read with
-allow_pickle=False, so an object array is refused rather than unpickled. Everything is read with a limit:
-a message larger than `limit` bytes is an error, never a reason to keep reading.
+the i-th array after the header, which the header describes by its dtype's name and its shape; the
+array's raw bytes follow. Only numbers travel this way (bool, integer and float dtypes, nothing with
+objects or fields), so nothing is ever unpickled. Everything is read with a limit: a message larger
+than `limit` bytes is an error, never a reason to keep reading.
 
 This file imports nothing but the standard library and NumPy: the worker runs it too (spec/sandbox/worker.py),
 where the spec itself cannot be imported.
@@ -11,7 +12,6 @@ where the spec itself cannot be imported.
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 from typing import Any, BinaryIO
@@ -55,61 +55,64 @@ def decode(value: Any, arrays: list[np.ndarray]) -> Any:
 
 def send(stream: BinaryIO, message: dict[str, Any]) -> None:
     arrays: list[np.ndarray] = []
-    header = json.dumps(encode(message, arrays), allow_nan=True).encode()
-    blobs = []
+    body = encode(message, arrays)
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    header = json.dumps({"message": body, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}).encode()
+    stream.write(struct.pack(">Q", len(header)) + header)
     for array in arrays:
-        buffer = io.BytesIO()
-        np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        blobs.append(buffer.getvalue())
-    stream.write(struct.pack(">QI", len(header), len(blobs)) + header)
-    for blob in blobs:
-        stream.write(struct.pack(">Q", len(blob)))
-        stream.write(blob)
+        stream.write(memoryview(array).cast("B"))  # the array's own bytes: no copy on the way out
     stream.flush()
 
 
-def _exactly(stream: BinaryIO, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            raise WireError(f"the message ends after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
+def _fill(stream: BinaryIO, buffer: memoryview) -> None:
+    """Read exactly len(buffer) bytes into it."""
+    done = 0
+    while done < len(buffer):
+        got = stream.readinto(buffer[done:])
+        if not got:
+            raise WireError(f"the message ends after {done} of {len(buffer)} bytes")
+        done += got
 
 
 def receive(stream: BinaryIO, limit: int = LIMIT) -> dict[str, Any]:
     """One message; a WireError, with what was wrong in one line, for anything else."""
-    head = stream.read(12)
-    if not head:
+    head = bytearray(8)
+    first = stream.readinto(head)
+    if not first:
         raise EOFError("the stream ended")
-    if len(head) < 12:
-        head += _exactly(stream, 12 - len(head))
-    size, count = struct.unpack(">QI", head)
-    total = size
-    if total > limit:
+    _fill(stream, memoryview(head)[first:])
+    (size,) = struct.unpack(">Q", head)
+    if size > limit:
         raise WireError(f"a message header of {size:,} bytes, over the limit of {limit:,}")
+    header = bytearray(size)
+    _fill(stream, memoryview(header))
     try:
-        message = json.loads(_exactly(stream, size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WireError(f"a header that is not JSON: {err}") from None
-    arrays = []
-    for _ in range(count):
-        (length,) = struct.unpack(">Q", _exactly(stream, 8))
-        total += length
+        parsed = json.loads(header)
+        body, layouts = parsed["message"], parsed["arrays"]
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as err:
+        raise WireError(f"a header that is not one: {err}") from None
+    total, arrays = size, []
+    for layout in layouts:
+        dtype, shape = _layout(layout)
+        total += dtype.itemsize * int(np.prod(shape, dtype=np.int64))
         if total > limit:
             raise WireError(f"a message of more than {limit:,} bytes")
-        arrays.append(_array(_exactly(stream, length)))
-    if not isinstance(message, dict):
-        raise WireError(f"a message that is a {type(message).__name__}, not an object")
-    return decode(message, arrays)
+        data = bytearray(dtype.itemsize * int(np.prod(shape, dtype=np.int64)))
+        _fill(stream, memoryview(data))
+        arrays.append(np.frombuffer(data, dtype=dtype).reshape(shape))  # writable: it owns its bytearray
+    if not isinstance(body, dict):
+        raise WireError(f"a message that is a {type(body).__name__}, not an object")
+    return decode(body, arrays)
 
 
-def _array(blob: bytes) -> np.ndarray:
+def _layout(layout: Any) -> tuple[np.dtype, tuple[int, ...]]:
+    """An array's dtype and shape as the header gives them: numbers only, a dtype NumPy names as sent."""
     try:
-        array = np.lib.format.read_array(io.BytesIO(blob), allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise WireError(f"an array that does not read: {err}") from None
-    if array.dtype.kind not in PLAIN_DTYPES:
-        raise WireError(f"an array of {array.dtype}, not of numbers")
-    return array.copy()  # its own writable memory, not a view of the message
+        name, shape = layout
+        dtype = np.dtype(name)
+        shape = tuple(int(n) for n in shape)
+    except (TypeError, ValueError) as err:
+        raise WireError(f"an array described as {layout!r}: {err}") from None
+    if dtype.str != name or dtype.kind not in PLAIN_DTYPES or any(n < 0 for n in shape):
+        raise WireError(f"an array of {name!r} {list(shape)}, not of numbers")
+    return dtype, shape

@@ -1,0 +1,210 @@
+"""The sandboxed worker (spec/sandbox): what it sends back, how it fails, and what it keeps out.
+
+Each test builds a small script's definitions in a worker of its own, under bubblewrap and as a plain
+process (the fallback where bubblewrap cannot run), and asks it what grading asks. test_tamper.py grades
+whole notebooks that try to cheat.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spec.harness import notebook
+from spec.package_tests.support import REPO
+from spec.sandbox import client, wire
+from spec.sandbox.remote import RemoteFunction
+
+KINDS = [
+    pytest.param("bubblewrap", marks=pytest.mark.skipif(
+        client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")),
+    "process",
+]  # fmt: skip
+HEADER = "import os, sys, time, socket\nimport numpy as np\nimport torch\n"
+
+
+@pytest.fixture(params=KINDS)
+def sandbox(request: pytest.FixtureRequest) -> client.Containment:
+    return client.Containment(request.param)
+
+
+@pytest.fixture
+def script(tmp_path: Path, sandbox: client.Containment) -> Iterator[callable]:
+    """`script(source)`: the source's definitions, built in a worker of `sandbox`'s kind; stopped afterwards."""
+    workers: list[client.Worker] = []
+
+    def build(source: str) -> notebook.Notebook:
+        path = tmp_path / "student.py"
+        path.write_text(HEADER + source)
+        built = _built(path, sandbox, tmp_path)
+        workers.append(built.worker)
+        return built
+
+    yield build
+    for worker in workers:
+        worker.close()
+
+
+def _built(path: Path, sandbox: client.Containment, hidden: Path) -> notebook.Notebook:
+    """A script's definitions, built in a worker of `sandbox`'s kind that cannot see `hidden`."""
+    plan = notebook.plan(path)
+    worker = client.Worker(hidden=[hidden], sandbox=sandbox)
+    cells = [{"filename": str(path), "source": plan.sources[str(path)], "label": "the script", "script": True}]
+    statements = [{"filename": s.cell.filename, "index": s.index} for s in plan.run]
+    defined = worker.define({"op": "define", "file": path.name, "cells": cells, "statements": statements})
+    return notebook.Notebook(plan, worker, frozenset(defined["names"]), [])
+
+
+def call(built: notebook.Notebook, name: str, *args: object, timeout: float = 60) -> object:
+    return RemoteFunction(built.worker, name, timeout=timeout)(*args)
+
+
+def test_a_call_returns_its_array_exactly(script) -> None:
+    built = script("def f(x):\n    return (x * 2).astype(np.float32)")
+    out = call(built, "f", np.arange(4, dtype=np.uint8))
+    assert type(out) is np.ndarray, f"got a {type(out)}"
+    assert out.dtype == np.float32, f"dtype {out.dtype}"
+    assert out.tolist() == [0, 2, 4, 6], f"values {out}"
+
+
+@pytest.mark.parametrize(
+    ("returns", "words"),
+    [
+        ("class Always(np.ndarray):\n    def __eq__(self, other):\n        return True\n"
+         "def f(x):\n    return np.zeros(3).view(Always)", "which is not plain data"),
+        ("class Liar(torch.Tensor):\n    @classmethod\n    def __torch_function__(cls, *a, **k):\n        return True\n"
+         "def f(x):\n    return torch.zeros(3).as_subclass(Liar)", "which is not plain data"),
+        ("def f(x):\n    return object()", "builtins.object, which is not plain data"),
+        ("def f(x):\n    return np.array([object()])", "an array of object, not of numbers"),
+    ],
+    ids=["ndarray subclass", "tensor subclass", "object", "object array"],
+)  # fmt: skip
+def test_what_is_not_plain_data_fails_in_one_line(script, returns: str, words: str) -> None:
+    built = script(returns)
+    with pytest.raises(pytest.fail.Exception, match=f"^f .*{words}") as failed:
+        call(built, "f", np.zeros(1))
+    assert "\n" not in str(failed.value), str(failed.value)
+
+
+def test_an_exception_comes_back_under_its_own_name_with_where_it_was_raised(script) -> None:
+    built = script("def f(x):\n    return x @ np.ones((5, 5))")
+    with pytest.raises(ValueError, match="matmul") as raised:
+        call(built, "f", np.ones((2, 3)))
+    assert raised.value.student_location == "line 5, in f", raised.value.student_location
+
+
+def test_exit_is_a_failure_naming_the_function(script) -> None:
+    built = script("def f(x):\n    sys.exit(3)")
+    with pytest.raises(pytest.fail.Exception, match=r"^f called exit\(\) or sys.exit\(3\) at line 5, in f"):
+        call(built, "f", 1)
+
+
+def test_a_worker_that_dies_is_named_and_the_next_call_gets_a_fresh_one(script) -> None:
+    built = script("def dies(x):\n    os._exit(7)\ndef lives(x):\n    return x + 1")
+    with pytest.raises(pytest.fail.Exception, match=r"^dies ended the worker: it exited with code 7"):
+        call(built, "dies", 1)
+    assert call(built, "lives", 1) == 2, "the definitions were not replayed in a fresh worker"
+    assert built.worker.generation == 2, f"{built.worker.generation} workers started, not 2"
+
+
+def test_a_call_past_its_time_limit_stops_the_worker(script) -> None:
+    built = script("def hangs(x):\n    while True:\n        pass")
+    with pytest.raises(pytest.fail.Exception, match=r"^hangs did not return within 2 s; the worker was stopped"):
+        call(built, "hangs", 1, timeout=2)
+    assert built.worker.proc is None, "the worker was not stopped"
+
+
+def test_output_written_past_python_to_fd_1_stops_at_the_file_limit(script) -> None:
+    """fd 1 is a file in the worker's folder, not the reply pipe; past FILE_LIMIT its writes fail (Python
+    ignores SIGXFSZ), and the failure names the student's line."""
+    built = script("def floods(x):\n    while True:\n        os.write(1, b'x' * (1 << 20))")
+    with pytest.raises(OSError, match="File too large") as raised:
+        call(built, "floods", 1)
+    assert raised.value.student_location == "line 6, in floods", raised.value.student_location
+
+
+def test_printing_past_the_limit_is_a_flood(script) -> None:
+    built = script("def prints(x):\n    print('y' * 2_000_000)")
+    with pytest.raises(pytest.fail.Exception, match=r"^prints flooded stdout: 2,000,001 characters"):
+        call(built, "prints", 1)
+
+
+def test_the_reference_package_and_the_spec_cannot_be_imported(script) -> None:
+    built = script("def f(x):\n    import mnist_lab\n    return 1\ndef g(x):\n    import spec\n    return 1")
+    for name in ("f", "g"):
+        with pytest.raises(ImportError):
+            call(built, name, 1)
+
+
+@pytest.mark.skipif(client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ("    return open(x).read()", "reads the checkout"),
+        ("    open(x, 'w').write('pwned')", "writes into the checkout"),
+        ("    return os.listdir(os.path.dirname(x))", "lists the submission's folder"),
+    ],
+)  # fmt: skip
+def test_under_bubblewrap_the_worker_cannot(tmp_path: Path, body: str, what: str) -> None:
+    path = tmp_path / "student.py"
+    path.write_text(HEADER + "def f(x):\n" + body)
+    (tmp_path / "classmate.ipynb").write_text("{}")
+    worker = _built(path, client.Containment("bubblewrap"), tmp_path).worker
+    try:
+        target = str(REPO / "README.md") if "checkout" in what else str(tmp_path / "classmate.ipynb")
+        before = (REPO / "README.md").read_text()
+        try:
+            got = RemoteFunction(worker, "f", timeout=60)(target)
+        except OSError:
+            got = None
+        assert got in (None, []), f"the worker {what}: {str(got)[:80]}"
+        assert (REPO / "README.md").read_text() == before, "the checkout's README changed"
+    finally:
+        worker.close()
+
+
+def test_a_message_refuses_object_arrays_and_oversized_ones() -> None:
+    buffer = io.BytesIO()
+    wire.send(buffer, {"x": np.arange(3)})
+    raw = buffer.getvalue()
+    assert wire.receive(io.BytesIO(raw))["x"].tolist() == [0, 1, 2], "an array does not survive its message"
+    with pytest.raises(wire.WireError, match="over the limit"):
+        wire.receive(io.BytesIO(raw), limit=8)
+    with pytest.raises(wire.WireError, match="cannot send a object"):
+        wire.send(io.BytesIO(), {"x": object()})
+    for layout in (["|O", [1]], ["<f4", [-1]], ["[('a', '<f4')]", [1]], "nonsense"):
+        header = json.dumps({"message": {"x": {"__array__": 0}}, "arrays": [layout]}).encode()
+        with pytest.raises(wire.WireError, match="an array"):
+            wire.receive(io.BytesIO(len(header).to_bytes(8, "big") + header + b"\0" * 64))
+
+
+def test_the_worker_runs_apart_from_the_grader(script) -> None:
+    built = script("def f(x):\n    return [os.getpid(), os.getcwd()]")
+    pid, cwd = call(built, "f", 0)
+    assert pid != os.getpid(), "the worker is the grader's own process"
+    assert Path(cwd).resolve() != Path.cwd().resolve(), f"the worker runs in the grader's folder {cwd}"
+    assert str(REPO) not in cwd, f"the worker runs inside the checkout: {cwd}"
+
+
+@pytest.mark.skipif(client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")
+def test_under_bubblewrap_the_worker_cannot_reach_a_server_on_this_machine(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.2)
+        port = server.getsockname()[1]
+        path = tmp_path / "student.py"
+        path.write_text(HEADER + "def f(port):\n    socket.create_connection(('127.0.0.1', port), timeout=2)\n")
+        built = _built(path, client.Containment("bubblewrap"), tmp_path)
+        try:
+            with pytest.raises(OSError, match=r"unreachable|refused"):
+                RemoteFunction(built.worker, "f", timeout=60)(port)
+        finally:
+            built.worker.close()
+        with pytest.raises(TimeoutError):
+            server.accept()  # nobody came
