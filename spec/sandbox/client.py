@@ -131,11 +131,12 @@ class Worker:
         sandbox = "/tmp/mnist-lab-sandbox"
         args = [shutil.which("bwrap") or "bwrap", *_BWRAP_BASE]
         args += ["--dev-bind", "/dev", "/dev"] if torch.cuda.is_available() else ["--dev", "/dev"]
-        args += ["--tmpfs", str(REPO)]
-        if Path(sys.prefix).is_relative_to(REPO):  # a virtual environment inside the checkout
-            args += ["--ro-bind", sys.prefix, sys.prefix]
-        for folder in self.hidden:
+        hidden = [*self.hidden, REPO]
+        for folder in hidden:
             args += ["--tmpfs", str(folder)]
+        for needed in dict.fromkeys([sys.base_prefix, sys.prefix]):  # Python itself, and a venv in the checkout
+            if any(Path(needed).is_relative_to(folder) for folder in hidden):
+                args += ["--ro-bind", needed, needed]
         args += ["--ro-bind", str(WORKER.parent), sandbox, "--bind", str(self.folder), str(self.folder)]
         args += ["--chdir", str(self.folder), "--uid", "65534", "--gid", "65534"]
         return [*args, *python, f"{sandbox}/worker.py"]
