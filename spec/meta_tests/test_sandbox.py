@@ -208,3 +208,14 @@ def test_under_bubblewrap_the_worker_cannot_reach_a_server_on_this_machine(tmp_p
             built.worker.close()
         with pytest.raises(TimeoutError):
             server.accept()  # nobody came
+
+
+@pytest.mark.skipif(not client.pids_cgroups(), reason="no pids cgroup can be made here (cgroup v1, as root)")
+def test_a_fork_bomb_stops_at_the_process_limit(script) -> None:
+    built = script(
+        "def forks(x):\n    children = 0\n    try:\n        while children < 2000:\n"
+        "            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n"
+        "            children += 1\n    except OSError:\n        pass\n    return children"
+    )
+    children = call(built, "forks", 0)
+    assert 0 < children < client.PROCESSES, f"the worker forked {children} children; the limit is {client.PROCESSES}"

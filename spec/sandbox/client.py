@@ -5,7 +5,8 @@ folder, with a scrubbed environment and only its two pipes open. Where bubblewra
 bubblewrap`), it runs inside it: a read-only root, no network, its own user (nobody), process and IPC
 namespaces, the checkout (the spec, the data, mnist_lab) and the submission's own folder hidden, only its
 temporary folder writable. Everywhere, resource limits: file size, open files, memory (RLIMIT_DATA), core
-dumps. `Containment.line()` says which a run had.
+dumps; and, where a pids cgroup can be made, a bound on its processes, all of which die with it.
+`Containment.line()` says which a run had.
 
 A worker that dies, hangs past the caller's time limit or sends what is not a message is killed with its
 whole process group; the next request starts a fresh one and replays the notebook's definitions.
@@ -40,6 +41,8 @@ REPO = WORKER.parents[2]
 FILE_LIMIT = 256 << 20  # bytes of any one file the worker writes, its output log included
 MEMORY_LIMIT = 8 << 30  # bytes of data segment: training LeNet on MNIST needs about 2 GB
 OPEN_FILES = 256
+PROCESSES = 256  # processes and threads at once, where a pids cgroup can be made: a fork bomb stops there
+PIDS_CGROUPS = Path("/sys/fs/cgroup/pids")  # cgroup v1's pids hierarchy
 BY_VALUE = 1 << 20  # bytes: a tensor larger than this reaches the worker as a file it maps, once
 SIGNALS = {
     signal.SIGKILL: "was killed (SIGKILL: out of memory, or a limit)",
@@ -58,11 +61,12 @@ class Containment:
     kind: str  # "bubblewrap" or "process"
 
     def line(self) -> str:
+        processes = f", at most {PROCESSES} processes" if pids_cgroups() else ""
         if self.kind == "bubblewrap":
             return ("in a worker under bubblewrap: read-only root, no network, user nobody, the checkout and the "
-                    "submission's folder hidden, resource limits")  # fmt: skip
+                    f"submission's folder hidden, resource limits{processes}")  # fmt: skip
         return ("in a worker process without bubblewrap (not installed, or it cannot run here): resource limits "
-                "only; the network and whatever this user can read were reachable")  # fmt: skip
+                f"only{processes}; the network and whatever this user can read were reachable")  # fmt: skip
 
 
 @functools.cache
@@ -74,6 +78,18 @@ def containment() -> Containment:
         if subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0:
             return Containment("bubblewrap")
     return Containment("process")
+
+
+@functools.cache
+def pids_cgroups() -> bool:
+    """Whether this process may make pids cgroups (cgroup v1, as root in most containers)."""
+    probe = PIDS_CGROUPS / f"mnist-lab-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 _BWRAP_BASE = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
@@ -120,6 +136,7 @@ class Worker:
         self.definitions: dict[str, Any] | None = None  # replayed by every fresh worker
         self.defined: dict[str, Any] | None = None  # the first worker's reply to them
         self.generation = 0  # how many workers were started: a handle is valid only in its own
+        self.cgroup: Path | None = None
         self._files: dict[int, tuple[weakref.ref[torch.Tensor], str, int]] = {}
 
     # --- the process ----------------------------------------------------------------------------------
@@ -156,16 +173,29 @@ class Worker:
                "MNIST_LAB_REPLY_FD": str(write)}  # fmt: skip
         if "CUDA_VISIBLE_DEVICES" in os.environ:
             env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        self.cgroup = self._pids_cgroup()
         try:
             with (self.folder / "sandbox.log").open("wb") as log:  # bubblewrap's own complaints, if any
                 self.proc = subprocess.Popen(
                     self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder, env=env,
-                    pass_fds=[write], start_new_session=True, preexec_fn=_limits,
+                    pass_fds=[write], start_new_session=True, preexec_fn=functools.partial(_limits, self.cgroup),
                 )  # fmt: skip
         finally:
             os.close(write)
         self.replies = read
         self.generation += 1
+
+    def _pids_cgroup(self) -> Path | None:
+        """A pids cgroup of PROCESSES for the next worker, where one can be made."""
+        if not pids_cgroups():
+            return None
+        cgroup = PIDS_CGROUPS / f"mnist-lab-{os.getpid()}-{id(self)}-{self.generation}"
+        try:
+            cgroup.mkdir(exist_ok=True)
+            (cgroup / "pids.max").write_text(str(PROCESSES))
+        except OSError:
+            return None
+        return cgroup
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -173,6 +203,9 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.proc = None
+        if self.cgroup is not None:
+            _empty(self.cgroup)
+            self.cgroup = None
         if self.replies >= 0:
             os.close(self.replies)
             self.replies = -1
@@ -244,8 +277,24 @@ class Worker:
         return {**spec, "__file__": known[1]}
 
 
-def _limits() -> None:
-    """In the child, before it runs the worker: the resource limits."""
+def _empty(cgroup: Path, tries: int = 40) -> None:
+    """Kill whatever is left in the worker's cgroup (a child that left its process group too), then remove it."""
+    for _ in range(tries):
+        if not cgroup.exists():
+            return
+        with contextlib.suppress(OSError):
+            for pid in (cgroup / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+            cgroup.rmdir()
+            return
+        time.sleep(0.05)
+
+
+def _limits(cgroup: Path | None) -> None:
+    """In the child, before it runs the worker: the resource limits, and the pids cgroup its processes share."""
+    if cgroup is not None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     for limit, value in ((resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_NOFILE, OPEN_FILES),
                          (resource.RLIMIT_DATA, MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)):  # fmt: skip
         resource.setrlimit(limit, (value, value))
