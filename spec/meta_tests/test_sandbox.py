@@ -54,12 +54,7 @@ def script(tmp_path: Path, sandbox: client.Containment) -> Iterator[callable]:
 
 def _built(path: Path, sandbox: client.Containment, hidden: Path) -> notebook.Notebook:
     """A script's definitions, built in a worker of `sandbox`'s kind that cannot see `hidden`."""
-    plan = notebook.plan(path)
-    worker = client.Worker(hidden=[hidden], sandbox=sandbox)
-    cells = [{"filename": str(path), "source": plan.sources[str(path)], "label": "the script", "script": True}]
-    statements = [{"filename": s.cell.filename, "index": s.index} for s in plan.run]
-    defined = worker.define({"op": "define", "file": path.name, "cells": cells, "statements": statements})
-    return notebook.Notebook(plan, worker, frozenset(defined["names"]), [])
+    return notebook.build(notebook.plan(path), client.Worker(hidden=[hidden], sandbox=sandbox))
 
 
 def call(built: notebook.Notebook, name: str, *args: object, timeout: float = 60) -> object:

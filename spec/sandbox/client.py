@@ -149,7 +149,6 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.replies = -1
         self.definitions: dict[str, Any] | None = None  # replayed by every fresh worker
-        self.defined: dict[str, Any] | None = None  # the first worker's reply to them
         self.generation = 0  # how many workers were started: a handle is valid only in its own
         self.cgroup: Path | None = None
         self._files: dict[int, tuple[weakref.ref[torch.Tensor], str, int]] = {}
@@ -176,9 +175,8 @@ class Worker:
     def start(self) -> None:
         """A fresh worker, with the notebook's definitions replayed where they are known."""
         self.spawn()
-        if self.definitions is not None:
-            reply = self._exchange(self.definitions, timeout=600)
-            self.defined = self.defined or reply
+        if self.definitions is not None:  # a replay: the first worker's account of them stands
+            self._exchange(self.definitions, timeout=600)
 
     def spawn(self) -> None:
         """Start the process and return at once: it imports torch while the grader collects its tests."""
@@ -235,10 +233,8 @@ class Worker:
         """Build the notebook's definitions in the worker; what raised, and the names they bound."""
         self.definitions = definitions
         if self.proc is None:
-            self.start()
-        if self.defined is None:
-            self.defined = self._exchange(definitions, timeout=600)
-        return self.defined
+            self.spawn()
+        return self._exchange(definitions, timeout=600)
 
     def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         """The worker's reply, or WorkerError; any failure, or an interruption, ends the worker."""

@@ -80,8 +80,9 @@ class RemoteFunction:
         self.snapshots: list[dict[str, torch.Tensor]] = []
 
     def __call__(self, *args: Any, snapshots: bool = False, **kwargs: Any) -> Any:
-        request = {"op": "call", "name": self.name, "args": [self.argument(a) for a in args],
-                   "kwargs": {k: self.argument(v) for k, v in kwargs.items()}, "snapshots": snapshots}  # fmt: skip
+        encode = functools.partial(_argument, self.worker)
+        request = {"op": "call", "name": self.name, "args": [encode(a) for a in args],
+                   "kwargs": {k: encode(v) for k, v in kwargs.items()}, "snapshots": snapshots}  # fmt: skip
         reply = _ask(self.worker, self.name, request, self.timeout)
         for which in ("stdout", "stderr"):
             if reply[f"{which}_total"] > OUTPUT_LIMIT:
@@ -93,41 +94,45 @@ class RemoteFunction:
             _load(recorder.net, recorded["state"])
             recorder.batches, recorder.losses = recorded["batches"], recorded["losses"]
         self.snapshots = [{k: torch.from_numpy(v) for k, v in state.items()} for state in reply["snapshots"]]
-        return self.value(reply["value"])
+        return _value(self.worker, self.name, reply["value"])
 
-    def argument(self, value: Any) -> Any:
-        if isinstance(value, RemoteNet):
-            return {"__net__": value.handle()}
-        if isinstance(value, Recorder):
-            state = {k: v.detach().cpu().numpy() for k, v in value.net.state_dict().items()}
-            device = next(value.parameters()).device.type
-            return {"__recorder__": {"state": state, "labels": self.worker.tensor(value.labels), "device": device}}
-        if isinstance(value, torch.Tensor):
-            return self.worker.tensor(value)
-        if isinstance(value, nn.Module):
-            raise TypeError(f"cannot hand a {type(value).__name__} to the sandboxed worker")
-        if isinstance(value, tuple):
-            return {"__tuple__": [self.argument(v) for v in value]}
-        if isinstance(value, list):
-            return [self.argument(v) for v in value]
+
+def _argument(worker: Worker, value: Any) -> Any:
+    """A request's argument: a network by its handle, the spec's Recorder by its state, a tensor by value or file."""
+    if isinstance(value, RemoteNet):
+        return {"__net__": value.handle()}
+    if isinstance(value, Recorder):
+        state = {k: v.detach().cpu().numpy() for k, v in value.net.state_dict().items()}
+        device = next(value.parameters()).device.type
+        return {"__recorder__": {"state": state, "labels": worker.tensor(value.labels), "device": device}}
+    if isinstance(value, torch.Tensor):
+        return worker.tensor(value)
+    if isinstance(value, nn.Module):
+        raise TypeError(f"cannot hand a {type(value).__name__} to the sandboxed worker")
+    if isinstance(value, tuple):
+        return {"__tuple__": [_argument(worker, v) for v in value]}
+    if isinstance(value, list):
+        return [_argument(worker, v) for v in value]
+    return value
+
+
+def _value(worker: Worker, name: str, value: Any) -> Any:
+    """A value the worker sent back, as the tests see it: arrays as they came, tensors rebuilt here."""
+    if isinstance(value, list):
+        return [_value(worker, name, v) for v in value]
+    if not isinstance(value, dict):
         return value
-
-    def value(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if "__ndarray__" in value:
-            return value["__ndarray__"]
-        if "__generic__" in value:
-            return value["__generic__"][()]
-        if "__tensor__" in value:
-            return torch.from_numpy(value["__tensor__"]).to(value["device"])
-        if "__net__" in value:
-            return RemoteNet(self.worker, value["__net__"], value["kind"])
-        if "__tuple__" in value:
-            return tuple(self.value(v) for v in value["__tuple__"])
-        raise pytest.fail(f"{self.name} returned what grading cannot read: {sorted(value)}", pytrace=False)
+    if "__ndarray__" in value:
+        return value["__ndarray__"]
+    if "__generic__" in value:
+        return value["__generic__"][()]
+    if "__tensor__" in value:
+        return torch.from_numpy(value["__tensor__"]).to(value["device"])
+    if "__net__" in value:
+        return RemoteNet(worker, value["__net__"], value["kind"])
+    if "__tuple__" in value:
+        return tuple(_value(worker, name, v) for v in value["__tuple__"])
+    raise pytest.fail(f"{name} returned what grading cannot read: {sorted(value)}", pytrace=False)
 
 
 def _load(net: nn.Module, state: dict[str, np.ndarray]) -> None:
@@ -165,7 +170,7 @@ class RemoteNet(nn.Module):
         return self._handle
 
     def ask(self, method: str, *args: Any, timeout: float = 600) -> Any:
-        encode = RemoteFunction(self._worker, self._kind).argument
+        encode = functools.partial(_argument, self._worker)
         request = {"op": "net", "id": self.handle(), "method": method, "args": [encode(a) for a in args]}
         return _ask(self._worker, self._kind, request, timeout)["value"]
 
@@ -204,13 +209,11 @@ class RemoteNet(nn.Module):
         self.ask("load", {k: v.detach().cpu().numpy() for k, v in state.items()})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.ask("forward", images)
-        return torch.from_numpy(out["__tensor__"]).to(out["device"])
+        return _value(self._worker, self._kind, self.ask("forward", images))
 
     def feature_maps(self, images: torch.Tensor) -> tuple[dict[str, int], dict[str, list[int]], torch.Tensor]:
         answer = self.ask("feature_maps", images)
-        out = answer["out"]
-        return answer["layers"], answer["seen"], torch.from_numpy(out["__tensor__"]).to(out["device"])
+        return answer["layers"], answer["seen"], _value(self._worker, self._kind, answer["out"])
 
     def trusted_twin(self, probe: torch.Tensor) -> PrintedLeNet | None:
         """The spec's own LeNet with this network's weights, where it computes what this one does on `probe`
