@@ -205,7 +205,7 @@ def test_under_bubblewrap_the_worker_cannot_reach_a_server_on_this_machine(tmp_p
             server.accept()  # nobody came
 
 
-@pytest.mark.skipif(not client.pids_cgroups(), reason="no pids cgroup can be made here (cgroup v1, as root)")
+@pytest.mark.skipif("pids" not in client.cgroup_controllers(), reason="no pids cgroup can be made here (v1, as root)")
 def test_a_fork_bomb_stops_at_the_process_limit(script) -> None:
     built = script(
         "def forks(x):\n    children = 0\n    try:\n        while children < 2000:\n"
@@ -214,3 +214,14 @@ def test_a_fork_bomb_stops_at_the_process_limit(script) -> None:
     )
     children = call(built, "forks", 0)
     assert 0 < children < client.PROCESSES, f"the worker forked {children} children; the limit is {client.PROCESSES}"
+
+
+@pytest.mark.skipif("memory" not in client.cgroup_controllers(), reason="no memory cgroup can be made here (v1, root)")
+def test_memory_past_the_cgroup_limit_kills_the_worker_and_says_so(script, monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = 800 << 20  # bytes resident: importing torch takes about 300 MB; RLIMIT_DATA (8 GB) is far off
+    monkeypatch.setitem(client.CGROUP_LIMITS, "memory", ("memory.limit_in_bytes", limit))
+    built = script("def grab(gigabytes):\n    return float(np.ones(int(gigabytes * 2**27)).sum())")
+    assert call(built, "grab", 0.25) == 2**25, "a grab under the limit did not come back whole"
+    with pytest.raises(pytest.fail.Exception, match=r"^grab ended the worker: it was killed \(SIGKILL: out of memory"):
+        call(built, "grab", 1.5)
+    assert built.worker.proc is None, "the worker was not stopped"

@@ -41,9 +41,9 @@ pytestmark = [pytest.mark.question("Q29-Q30"), pytest.mark.xdist_group("backprop
 
 
 def marked(mnist_columns, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first n real images (of the smaller split: any will do), their corner pixel encoding their
-    index, and their labels."""
-    columns, labels = mnist_columns["testing"]
+    """The first n training images, their corner pixel encoding their index, and their labels: never test
+    labels, which a notebook's worker must not see."""
+    columns, labels = mnist_columns["training"]
     x, labels = as_tensors(columns[:, :n], labels[:n], normalize_as_printed)
     x[:, 0, 0, 0] = -1 + torch.arange(n, dtype=torch.float32) / MARK
     return x.to(device), labels.to(device)

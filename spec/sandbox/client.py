@@ -5,7 +5,8 @@ folder, with a scrubbed environment and only its two pipes open. Where bubblewra
 bubblewrap`), it runs inside it: a read-only root, no network, its own user (nobody), process and IPC
 namespaces, the checkout (the spec, the data, mnist_lab) and the submission's own folder hidden, only its
 temporary folder writable. Everywhere, resource limits: file size, open files, memory (RLIMIT_DATA), core
-dumps; and, where a pids cgroup can be made, a bound on its processes, all of which die with it.
+dumps; and, where cgroups can be made, a bound on its processes and on its memory, and every process in
+them dies with it.
 `Containment.line()` says which a run had.
 
 A worker that dies, hangs past the caller's time limit or sends what is not a message is killed with its
@@ -42,7 +43,8 @@ FILE_LIMIT = 256 << 20  # bytes of any one file the worker writes, its output lo
 MEMORY_LIMIT = 8 << 30  # bytes of data segment: training LeNet on MNIST needs about 2 GB
 OPEN_FILES = 256
 PROCESSES = 256  # processes and threads at once, where a pids cgroup can be made: a fork bomb stops there
-PIDS_CGROUPS = Path("/sys/fs/cgroup/pids")  # cgroup v1's pids hierarchy
+CGROUPS = Path("/sys/fs/cgroup")  # cgroup v1: a hierarchy per controller
+CGROUP_LIMITS = {"pids": ("pids.max", PROCESSES), "memory": ("memory.limit_in_bytes", MEMORY_LIMIT)}
 BY_VALUE = 1 << 20  # bytes: a tensor larger than this reaches the worker as a file it maps, once
 SIGNALS = {
     signal.SIGKILL: "was killed (SIGKILL: out of memory, or a limit)",
@@ -61,12 +63,13 @@ class Containment:
     kind: str  # "bubblewrap" or "process"
 
     def line(self) -> str:
-        processes = f", at most {PROCESSES} processes" if pids_cgroups() else ""
+        bounds = {"pids": f", at most {PROCESSES} processes", "memory": f", at most {MEMORY_LIMIT >> 30} GiB resident"}
+        cgroups = "".join(bounds[controller] for controller in cgroup_controllers())
         if self.kind == "bubblewrap":
             return ("in a worker under bubblewrap: read-only root, no network, user nobody, the checkout and the "
-                    f"submission's folder hidden, resource limits{processes}")  # fmt: skip
+                    f"submission's folder hidden, resource limits{cgroups}")  # fmt: skip
         return ("in a worker process without bubblewrap (not installed, or it cannot run here): resource limits "
-                f"only{processes}; the network and whatever this user can read were reachable")  # fmt: skip
+                f"only{cgroups}; the network and whatever this user can read were reachable")  # fmt: skip
 
 
 @functools.cache
@@ -81,20 +84,25 @@ def containment() -> Containment:
 
 
 @functools.cache
-def pids_cgroups() -> bool:
-    """Whether this process may make pids cgroups (cgroup v1, as root in most containers). Those a grader
-    that ended without cleaning up left behind are removed here, with anything still in them."""
-    probe = PIDS_CGROUPS / f"mnist-lab-probe-{os.getpid()}"
-    try:
-        probe.mkdir()
-        probe.rmdir()
-    except OSError:
-        return False
-    for stale in PIDS_CGROUPS.glob("mnist-lab-*"):
-        owner = stale.name.split("-")[2]
-        if owner.isdigit() and not _alive(int(owner)):
-            _empty(stale, tries=2)
-    return True
+def cgroup_controllers() -> tuple[str, ...]:
+    """The controllers of CGROUP_LIMITS in which this process may make cgroups (cgroup v1, as root in most
+    containers). Those a grader that ended without cleaning up left behind are removed here, with anything
+    still in them."""
+    usable = []
+    for controller in CGROUP_LIMITS:
+        hierarchy = CGROUPS / controller
+        probe = hierarchy / f"mnist-lab-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError:
+            continue
+        usable.append(controller)
+        for stale in hierarchy.glob("mnist-lab-*"):
+            owner = stale.name.split("-")[2]
+            if owner.isdigit() and not _alive(int(owner)):
+                _empty(stale, tries=2)
+    return tuple(usable)
 
 
 def _alive(pid: int) -> bool:
@@ -150,7 +158,7 @@ class Worker:
         self.replies = -1
         self.definitions: dict[str, Any] | None = None  # replayed by every fresh worker
         self.generation = 0  # how many workers were started: a handle is valid only in its own
-        self.cgroup: Path | None = None
+        self.cgroups: list[Path] = []
         self._files: dict[int, tuple[weakref.ref[torch.Tensor], str, int]] = {}
 
     # --- the process ----------------------------------------------------------------------------------
@@ -186,29 +194,31 @@ class Worker:
                "MNIST_LAB_REPLY_FD": str(write)}  # fmt: skip
         if "CUDA_VISIBLE_DEVICES" in os.environ:
             env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        self.cgroup = self._pids_cgroup()
+        self.cgroups = self._cgroups()
         try:
             with (self.folder / "sandbox.log").open("wb") as log:  # bubblewrap's own complaints, if any
                 self.proc = subprocess.Popen(
                     self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder, env=env,
-                    pass_fds=[write], start_new_session=True, preexec_fn=functools.partial(_limits, self.cgroup),
+                    pass_fds=[write], start_new_session=True, preexec_fn=functools.partial(_limits, self.cgroups),
                 )  # fmt: skip
         finally:
             os.close(write)
         self.replies = read
         self.generation += 1
 
-    def _pids_cgroup(self) -> Path | None:
-        """A pids cgroup of PROCESSES for the next worker, where one can be made."""
-        if not pids_cgroups():
-            return None
-        cgroup = PIDS_CGROUPS / f"mnist-lab-{os.getpid()}-{id(self)}-{self.generation}"
-        try:
-            cgroup.mkdir(exist_ok=True)
-            (cgroup / "pids.max").write_text(str(PROCESSES))
-        except OSError:
-            return None
-        return cgroup
+    def _cgroups(self) -> list[Path]:
+        """A cgroup with its CGROUP_LIMITS bound in each controller that has them, for the next worker."""
+        made = []
+        for controller in cgroup_controllers():
+            limit, value = CGROUP_LIMITS[controller]
+            cgroup = CGROUPS / controller / f"mnist-lab-{os.getpid()}-{id(self)}-{self.generation}"
+            try:
+                cgroup.mkdir(exist_ok=True)
+                (cgroup / limit).write_text(str(value))
+            except OSError:
+                continue
+            made.append(cgroup)
+        return made
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -216,9 +226,9 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.proc = None
-        if self.cgroup is not None:
-            _empty(self.cgroup)
-            self.cgroup = None
+        for cgroup in self.cgroups:
+            _empty(cgroup)
+        self.cgroups = []
         if self.replies >= 0:
             os.close(self.replies)
             self.replies = -1
@@ -268,6 +278,8 @@ class Worker:
             code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             return "closed its reply pipe and went on running"
+        if code > 128 and self.sandbox.kind == "bubblewrap":  # bwrap exits 128 + the signal that ended its child
+            code = 128 - code
         if code < 0:
             return f"ended the worker: it {SIGNALS.get(-code, f'was killed by signal {-code}')}"
         said = (self.folder / "sandbox.log").read_text(errors="replace").strip().splitlines()
@@ -302,9 +314,9 @@ def _empty(cgroup: Path, tries: int = 40) -> None:
         time.sleep(0.05)
 
 
-def _limits(cgroup: Path | None) -> None:
-    """In the child, before it runs the worker: the resource limits, and the pids cgroup its processes share."""
-    if cgroup is not None:
+def _limits(cgroups: list[Path]) -> None:
+    """In the child, before it runs the worker: the resource limits, and the cgroups its processes share."""
+    for cgroup in cgroups:
         (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     for limit, value in ((resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_NOFILE, OPEN_FILES),
                          (resource.RLIMIT_DATA, MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)):  # fmt: skip
