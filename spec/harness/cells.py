@@ -85,6 +85,17 @@ class PrintedRun:
     accuracy: float  # test accuracy after training, in percent
     # (epoch, test accuracy) after each epoch the spec could see end (see train_as_printed), the last included
     epoch_accuracy: list[tuple[int, float]]
+    source: str = "a run of its own"  # or the longer run whose first epochs it is (first_epochs)
+
+    def first_epochs(self, epochs: int) -> PrintedRun | None:
+        """This run as it stood after `epochs` epochs, where the spec saw that epoch end; else None. It is
+        backprop_deep(T=epochs) only where the loop's first epochs do not depend on T (first_epochs_differ)."""
+        if len(self.epoch_accuracy) < epochs or self.epoch_accuracy[epochs - 1][0] != epochs:
+            return None
+        source = f"the first {epochs} epochs of the {self.epochs}-epoch run"
+        log = [row for row in self.log if row[0] <= epochs]
+        seen = self.epoch_accuracy[:epochs]
+        return PrintedRun(self.device, epochs, self.seed, log, seen[-1][1], seen, source)
 
 
 def train_as_printed(
@@ -127,6 +138,33 @@ def train_as_printed(
         accuracy=per_epoch[-1][1],
         epoch_accuracy=per_epoch,
     )
+
+
+PROBE_IMAGES = 300  # training images: 3 minibatches an epoch, sent to a worker by value
+
+
+def first_epochs_differ(
+    impl: Implementation, data: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device, epochs: int,
+    seed: int,
+) -> str | None:
+    """Why the first `epochs` epochs of a longer run of backprop_deep may not stand for T=`epochs`, or None
+    where they may: on the first PROBE_IMAGES training images, seeded alike, T=`epochs` ends with the weights
+    that T=`epochs`+1 has when it ends epoch `epochs` (seen as train_as_printed sees epochs end)."""
+    xtrain, ltrain = (t[:PROBE_IMAGES].to(device) for t in data["training"])
+    finals, states = [], []
+    for length in (epochs, epochs + 1):
+        seed_everything(seed)
+        net = impl.LeNet().to(device)
+        with contextlib.redirect_stdout(io.StringIO()):
+            states = impl.backprop_with_epoch_states(xtrain, ltrain, net, length)
+        finals.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+    if len(states) < epochs:
+        return f"backprop_deep(T={epochs + 1}) did not draw one np.random.permutation an epoch"
+    # CPU arithmetic repeats exactly; a GPU's atomics may round apart, so a T-dependent step is what differs
+    for name, want in finals[0].items():
+        if not torch.allclose(states[epochs - 1][name], want, rtol=1e-4, atol=1e-6):
+            return f"{name} after {epochs} epochs differs between T={epochs} and T={epochs + 1}"
+    return None
 
 
 def feature_maps(net: nn.Module, images: torch.Tensor) -> tuple[dict[str, int], dict[str, list[int]], torch.Tensor]:
