@@ -23,10 +23,12 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spec.harness.text import one_line
-from spec.sandbox.client import Worker, WorkerError
+
+if TYPE_CHECKING:  # the client imports torch; reading a notebook needs none of it (spec/gradescope/run.py)
+    from spec.sandbox.client import Worker
 
 COURSE_MODULE = "MNISTtools"
 # A top-level assignment that calls one of these loads data or trains: never run, even where needed.
@@ -320,6 +322,8 @@ def course_tools() -> types.ModuleType:
 def build(notebook_plan: Plan, worker: Worker | None = None) -> Notebook:
     """Run the planned statements, in notebook order, in a fresh sandboxed worker (spec/sandbox), or in
     `worker`, one already spawned for this notebook."""
+    from spec.sandbox.client import Worker, WorkerError
+
     plan = notebook_plan
     cells = [{"filename": c.filename, "source": plan.sources[c.filename], "label": c.where(), "script": plan.script}
              for c in plan.cells if c.filename in plan.sources]  # fmt: skip

@@ -13,7 +13,7 @@ from spec.grade.batch import grade_one
 from spec.meta_tests.broken.mistakes import MISTAKES, RUNS, SOLUTION
 from spec.meta_tests.broken.mistakes import path as notebook_path
 
-pytestmark = pytest.mark.timeout(600)  # a grading run in a subprocess
+pytestmark = [pytest.mark.timeout(600), pytest.mark.grading]  # a grading run in a subprocess
 pytest.importorskip("nbformat")  # grading reads notebooks with it (the test extra)
 
 

@@ -20,7 +20,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")  # in the test extra; grading needs it
 
-pytestmark = pytest.mark.timeout(900)  # the one grading run, several notebooks
+pytestmark = [pytest.mark.timeout(900), pytest.mark.grading]  # the one grading run, several notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = "Q1,Q21,Q26,Q27,Q29-Q30"

@@ -28,6 +28,7 @@ KINDS = [
     "process",
 ]  # fmt: skip
 HEADER = "import os, sys, time, socket\nimport numpy as np\nimport torch\n"
+pytestmark = pytest.mark.grading  # a worker a test, started as grading starts one
 
 
 @pytest.fixture(params=KINDS)

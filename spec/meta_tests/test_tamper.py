@@ -29,7 +29,7 @@ from spec.sandbox import client
 
 nbformat = pytest.importorskip("nbformat")
 
-pytestmark = pytest.mark.timeout(900)  # one grading run, many notebooks
+pytestmark = [pytest.mark.timeout(900), pytest.mark.grading]  # one grading run, many notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ("Q21", "Q25", "Q26", "Q27", "Q29-Q30")

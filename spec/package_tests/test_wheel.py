@@ -4,7 +4,6 @@ runs offline on the MNIST it carries (no --data, no $MNIST_LAB_DATA, no checkout
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mnist_lab.data import DATA_ENV, FILES
-from spec.package_tests.support import REAL_DATA, REPO
+from spec.gradescope.build import build_wheel
 
 # The data files a wheel must carry: the four IDX files and their checksums.
 CARRIED = sorted([f"{name}.gz" for pair in FILES.values() for name in pair] + ["SHA256SUMS"])
@@ -29,17 +28,9 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subp
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from a copy of the checkout's sources (a build writes into its source tree)."""
+    """The wheel, built as the Gradescope autograder builds it: from a copy of the checkout's sources."""
     pytest.importorskip("setuptools", minversion="68", reason="the test extra's setuptools builds the wheel")
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source)
-    shutil.copytree(REPO / "mnist_lab", source / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REAL_DATA, source / "data" / "mnist")
-    out = tmp_path_factory.mktemp("wheels")
-    run("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-q", "-w", out, ".", cwd=source)
-    (built,) = out.glob("mnist_lab-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheels"))
 
 
 def test_the_wheel_carries_the_embedded_mnist(wheel: Path) -> None:

@@ -1,0 +1,91 @@
+"""autograder.zip for Gradescope: setup.sh, run_autograder, the rubric, pinned requirements, this project's
+wheel (mnist_lab with the embedded MNIST) and the spec it grades with."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from spec.gradescope.rubric import Rubric
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+PINNED = ("numpy", "pytest", "pytest-timeout", "hypothesis", "nbformat")  # what grading imports, besides torch
+LEFT_OUT = ("meta_tests", "package_tests", "benchmarks", "__pycache__")  # spec/ folders grading does not use
+
+
+class BuildError(Exception):
+    """The zip cannot be built: one line."""
+
+
+def requirements() -> str:
+    """The spec's tools at the versions installed here, where it was tested."""
+    return "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in PINNED)
+
+
+def torch_version() -> str:
+    return torch.__version__.split("+")[0]
+
+
+def build(out: Path, rubric: Rubric, torch_index: str | None = None) -> list[str]:
+    """Write `out` (atomically); return the names in it."""
+    with tempfile.TemporaryDirectory(prefix="mnist-lab-autograder-") as folder:
+        wheel = build_wheel(Path(folder))
+        setup = (HERE / "setup.sh").read_text(encoding="utf-8")
+        setup = setup.replace("@TORCH@", torch_version()).replace("@WHEEL@", wheel.name)
+        setup = setup.replace(" @TORCH_INDEX@", f" --index-url {torch_index}" if torch_index else "")
+        part = out.with_name(f".{out.name}.part")
+        with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
+            _add(archive, "setup.sh", setup, executable=True)
+            _add(archive, "run_autograder", (HERE / "run_autograder").read_text(encoding="utf-8"), executable=True)
+            _add(archive, "rubric.toml", rubric.to_toml())
+            _add(archive, "requirements.txt", requirements())
+            archive.write(wheel, wheel.name)
+            for path in _spec_files():
+                archive.write(path, path.relative_to(REPO).as_posix())
+            names = archive.namelist()
+        os.replace(part, out)
+    return names
+
+
+def build_wheel(folder: Path) -> Path:
+    """mnist_lab's wheel, in `folder`, built from a copy of the checkout's sources there: a build writes into
+    its source tree, and two at once in one tree break each other."""
+    source = folder / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source)
+    shutil.copytree(REPO / "mnist_lab", source / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data" / "mnist", source / "data" / "mnist")
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-q",
+               "-w", str(folder), "."]  # fmt: skip
+    proc = subprocess.run(command, cwd=source, capture_output=True, text=True, check=False)
+    wheels = list(folder.glob("mnist_lab-*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise BuildError(f"the wheel could not be built: {last}")
+    return wheels[0]
+
+
+def _spec_files() -> list[Path]:
+    files = [REPO / "conftest.py", REPO / "pyproject.toml"]
+    for path in sorted((REPO / "spec").rglob("*")):
+        parts = path.relative_to(REPO / "spec").parts
+        if path.is_file() and not any(part in LEFT_OUT for part in parts) and path.suffix in (".py", ".json"):
+            files.append(path)
+    return files
+
+
+def _add(archive: zipfile.ZipFile, name: str, text: str, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.external_attr = (0o100755 if executable else 0o100644) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(info, text)
