@@ -10,11 +10,13 @@ import argparse
 import math
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spec.grade.batch import GradingError, grade
+from spec.gradescope.rubric import Rubric, RubricError
 from spec.harness.contract import QUESTIONS
 
 PROG = "python -m spec.grade"
@@ -66,12 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, scripts, or folders of them")
     parser.add_argument("--out", default="grades.csv", metavar="PATH", help="the CSV (default grades.csv); JSON beside")
     count, seconds = _positive(int, "whole number"), _positive(float, "number")
-    parser.add_argument("--jobs", type=count, default=1, help="notebooks graded at once (default 1)")
+    parser.add_argument("--jobs", type=count, default=0, help="notebooks graded at once (default: one a core, as "
+                        "memory allows)")  # fmt: skip
     parser.add_argument("--timeout", type=seconds, default=3600, help="seconds for one notebook (default 3600)")
     parser.add_argument(
         "--questions", type=_questions, default=[], metavar="Q,...",
         help="grade only these, e.g. Q21,Q26,Q29-Q30 (default: every question)",
     )  # fmt: skip
+    parser.add_argument("--rubric", metavar="TOML", help="points per question (docs/gradescope.md; default 1 each)")
     parser.add_argument(
         "--pytest-args", type=_pytest_args, default=[], metavar="ARGS",
         help="more arguments for pytest, e.g. \"-m 'not training'\" to leave out the questions that train",
@@ -94,24 +98,31 @@ def _out(path: str) -> Path:
     return out
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a kill, a shutdown) ends a batch as Ctrl-C does: what was graded is kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = _out(args.out)
-        results = grade(args.submissions, out, jobs=args.jobs, timeout=args.timeout, questions=args.questions,
-                        pytest_args=args.pytest_args)  # fmt: skip
-    except GradingError as err:
+        rubric = Rubric.load(Path(args.rubric)) if args.rubric else None
+        batch = grade(args.submissions, out, jobs=args.jobs, timeout=args.timeout, questions=args.questions,
+                      pytest_args=args.pytest_args, rubric=rubric)  # fmt: skip
+    except (GradingError, RubricError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted: what was graded is in {args.out}; the same command grades the rest",
+              file=sys.stderr)  # fmt: skip
         return 130
     print(f"grades: {out}, {out.with_suffix('.json')}")
-    return 1 if any(r.error for r in results) else 0
+    return 1 if batch.failed else 0
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(main())

@@ -1,30 +1,44 @@
 """Grading a folder of notebooks: the spec's questions on each, a CSV row each, and a JSON of every report.
 
 Each notebook (or script) is graded by `pytest spec/questions --impl NOTEBOOK --grade-report ...` in a
-process of its own, so that one notebook cannot affect another, in a temporary folder. The CSV has one
-row per notebook: its graded questions passed, of how many, and each graded question's outcome; the
-JSON beside it holds every notebook's `NotebookResult` (messages and skipped cells included).
+process of its own, so that one notebook cannot affect another, in a temporary folder; the questions on
+PyTorch itself (Q1-Q20), which say nothing of a notebook, run once a batch, against mnist_lab. The CSV
+has a row per notebook: its points, its graded questions passed, each one's outcome, and what
+reproduces the grade; the JSON beside it holds every notebook's `NotebookResult`. Both are rewritten as
+each notebook ends, so an interrupted batch keeps what it graded, and the same command run again grades
+only what is missing or changed (`fingerprint`, the submission's SHA-256).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import importlib.metadata
 import importlib.util
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from tqdm import tqdm
+
+from spec.gradescope.rubric import Rubric
+from spec.harness.contract import QUESTIONS
 from spec.harness.cores import threads_per_worker
 from spec.reports.verdicts import NotebookResult
 
-QUESTIONS_DIR = Path(__file__).resolve().parent.parent / "questions"
+SPEC = Path(__file__).resolve().parent.parent
+QUESTIONS_DIR = SPEC / "questions"
 SUFFIXES = (".ipynb", ".py")
 
 
@@ -59,57 +73,214 @@ def check_tools() -> None:
         raise GradingError(f"grading needs {', '.join(missing)}: pip install -e '.[test]'")
 
 
-def grade_one(notebook: Path, timeout: float, pytest_args: Sequence[str] = (), threads: int = 0) -> NotebookResult:
-    """The spec's grade report for one notebook, or one with an `error` saying why there is none.
-    `pytest_args` say what more to tell pytest (`--questions Q21`, `-m 'not training'`); `threads`, where
-    given, is torch's thread count there (OMP_NUM_THREADS)."""
-    start = time.perf_counter()
+def grade_one(
+    notebook: Path | None, timeout: float, pytest_args: Sequence[str] = (), threads: int = 0
+) -> NotebookResult:
+    """The spec's grade report for one notebook (None: mnist_lab, for the questions on PyTorch itself), or
+    one with an `error` saying why there is none. `pytest_args` say what more to tell pytest (`--questions
+    Q21`, `-m 'not training'`); `threads`, where given, is torch's thread count there (OMP_NUM_THREADS)."""
+    start, impl = time.perf_counter(), str(notebook.resolve()) if notebook else "mnist_lab"
+    name = str(notebook) if notebook else impl
     with tempfile.TemporaryDirectory(prefix="mnist-lab-grade-") as folder:
         stem = Path(folder, "grades")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MNIST_LAB_IMPL"))}
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         command = [
-            sys.executable, "-m", "pytest", str(QUESTIONS_DIR), "--impl", str(notebook.resolve()),
+            sys.executable, "-m", "pytest", str(QUESTIONS_DIR), "--impl", impl,
             f"--grade-report={stem}", "-q", "-p", "no:cacheprovider", *pytest_args,
         ]  # fmt: skip
         try:
-            proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+            code, stdout, stderr = _run(command, folder, env, timeout)
         except subprocess.TimeoutExpired:
-            return NotebookResult(notebook=str(notebook), error=f"not graded: the spec ran past {timeout:g} s")
+            return NotebookResult(notebook=name, error=f"not graded: the spec ran past {timeout:g} s")
         report = Path(f"{stem}.json")
-        if proc.returncode not in (0, 1) or not report.is_file():
-            last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-            return NotebookResult(notebook=str(notebook), error=f"not graded: pytest exited {proc.returncode}: {last}")
+        if code not in (0, 1) or not report.is_file():
+            last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
+            return NotebookResult(notebook=name, error=f"not graded: pytest exited {code}: {last}")
         result = NotebookResult.from_json(json.loads(report.read_text(encoding="utf-8")))
-    result.implementation = result.notebook = str(notebook)  # as named here, not relative to the temporary folder
+    result.implementation = result.notebook = name  # as named here, not relative to the temporary folder
     result.seconds = round(time.perf_counter() - start, 1)
     return result
+
+
+_RUNNING: set[subprocess.Popen[str]] = set()  # the grading processes now running, stopped on an interruption
+
+
+def _run(command: list[str], folder: str, env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    with subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:  # fmt: skip
+        _RUNNING.add(proc)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise
+        finally:
+            _RUNNING.discard(proc)
+    return proc.returncode, stdout, stderr
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C for pytest, which then closes its sandboxed workers; a kill where that is not enough."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def grade(
     paths: Sequence[str],
     out: Path,
-    jobs: int = 1,
+    jobs: int = 0,
     timeout: float = 3600,
     questions: Sequence[str] = (),
     pytest_args: Sequence[str] = (),
-) -> list[NotebookResult]:
-    """Grade every submission on `questions` (all, where none are named), print a line each, write `out`
-    (CSV) and `out` with .json."""
+    rubric: Rubric | None = None,
+) -> Batch:
+    """Grade every submission on `questions` (all, where none are named) into `out` (CSV) and `out` with
+    .json, both rewritten as each notebook ends: the questions on PyTorch itself once, the graded ones
+    per notebook; a grade already in `out`'s JSON for the same submission and fingerprint is kept."""
     check_tools()
     notebooks = submissions(paths)
-    pytest_args = [*(["--questions", ",".join(questions)] if questions else []), *pytest_args]
+    wanted = list(questions) or list(QUESTIONS)
+    pytorch = [q for q in wanted if not QUESTIONS[q].graded]
+    graded = [q for q in wanted if QUESTIONS[q].graded]
+    if not graded:
+        raise GradingError(f"--questions {','.join(wanted)}: none is graded (Q21-Q33 are; the questions on PyTorch "
+                           "itself run once a batch, beside them)")  # fmt: skip
+    key = fingerprint([*graded, "|", *pytorch], pytest_args)
+    batch = Batch(key, dataclasses.replace(rubric or Rubric(), graded=tuple(graded)))  # its points, these questions
+    kept = batch.keep(_previous(out.with_suffix(".json")), notebooks)
+    jobs = jobs or default_jobs()
     threads = 0 if jobs == 1 or "OMP_NUM_THREADS" in os.environ else threads_per_worker(jobs)
-    results: list[NotebookResult] = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(lambda nb: grade_one(nb, timeout, pytest_args, threads), notebooks):
-            results.append(result)
-            timing = "" if result.error else f" ({result.seconds:.0f} s)"
-            print(f"{result.notebook}: {result.summary()}{timing}", flush=True)
-    _write(out, csv_text(results))
-    _write(out.with_suffix(".json"), json.dumps({"notebooks": [r.to_json() for r in results]}, indent=2) + "\n")
-    return results
+    todo = [nb for nb in notebooks if str(nb) not in batch.results]
+    print(f"{len(notebooks)} notebooks: {len(kept)} kept from {out.with_suffix('.json')} (same submission and "
+          f"fingerprint), {len(todo)} to grade, {jobs} at once", flush=True)  # fmt: skip
+    if pytorch and batch.pytorch is None:
+        batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
+        passed = sum(q.outcome == "passed" for q in batch.pytorch.questions)
+        done = batch.pytorch.error or f"{passed} of {len(pytorch)} passed"
+        print(f"PyTorch itself ({', '.join(pytorch)}), once for the batch: {done}", flush=True)
+    args = ["--questions", ",".join(graded), *pytest_args]
+    progress = _Progress(len(todo))
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(_graded, nb, timeout, args, threads, key): nb for nb in todo}
+        for future in as_completed(futures):
+            result = future.result()
+            batch.results[result.notebook] = result
+            batch.write(out, notebooks)
+            progress.done(result)
+    finally:  # on Ctrl-C what ended is written; the rest is stopped, and graded by the next run
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(_RUNNING):
+            _stop(proc)
+        progress.close()
+    batch.write(out, notebooks)
+    return batch
+
+
+def default_jobs() -> int:
+    """A notebook per core, as far as memory allows: grading one takes about 2.5 GB at its peak."""
+    cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return cores
+    return max(1, min(cores, int(memory // (2.5 * 2**30))))
+
+
+def fingerprint(questions: Sequence[str], pytest_args: Sequence[str]) -> str:
+    """What a grade depends on besides the submission: the spec's code, torch's version, the questions and
+    pytest's arguments, hashed; a batch rerun keeps a grade only where it is unchanged."""
+    digest = hashlib.sha256("\0".join([torch_version(), *questions, "|", *pytest_args]).encode())
+    for path in sorted(SPEC.rglob("*.py")):
+        if not any(part in ("meta_tests", "package_tests", "benchmarks") for part in path.relative_to(SPEC).parts):
+            digest.update(path.relative_to(SPEC).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def torch_version() -> str:
+    return importlib.metadata.version("torch")
+
+
+def _graded(notebook: Path, timeout: float, args: Sequence[str], threads: int, key: str) -> NotebookResult:
+    digest = sha256(notebook)  # before grading: the file may change while it is graded
+    result = grade_one(notebook, timeout, args, threads)
+    result.sha256, result.fingerprint = digest, key
+    return result
+
+
+def _previous(path: Path) -> dict[str, Any]:
+    """The batch JSON a previous run wrote, or nothing where there is none or it cannot be read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass
+class Batch:
+    """A batch's grades as they arrive: the PyTorch questions once, each notebook's result by its name."""
+
+    fingerprint: str
+    rubric: Rubric
+    pytorch: NotebookResult | None = None
+    results: dict[str, NotebookResult] = field(default_factory=dict)
+
+    def keep(self, previous: dict[str, Any], notebooks: list[Path]) -> list[str]:
+        """The previous run's grades whose submission and fingerprint are unchanged (errors are graded again)."""
+        if previous.get("fingerprint") == self.fingerprint and previous.get("pytorch"):
+            self.pytorch = NotebookResult.from_json(previous["pytorch"])
+        known = {entry.get("notebook"): entry for entry in previous.get("notebooks", []) if isinstance(entry, dict)}
+        for notebook in notebooks:
+            entry = known.get(str(notebook)) or {}
+            same = entry.get("fingerprint") == self.fingerprint and entry.get("sha256") == sha256(notebook)
+            if same and not entry.get("error"):
+                self.results[str(notebook)] = NotebookResult.from_json(entry)
+        return list(self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(bool(r.error) for r in self.results.values())
+
+    def write(self, out: Path, notebooks: list[Path]) -> None:
+        """The CSV and the JSON of what is graded so far, in the submissions' order, each whole or not at all."""
+        results = [self.results[str(nb)] for nb in notebooks if str(nb) in self.results]
+        _write(out, csv_text(results, self.rubric))
+        data = {"fingerprint": self.fingerprint, "pytorch": self.pytorch.to_json() if self.pytorch else None,
+                "notebooks": [r.to_json() for r in results]}  # fmt: skip
+        _write(out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
+
+
+class _Progress:
+    """A progress bar on a terminal (notebooks done, failed, time left); a plain line per notebook elsewhere."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = tqdm(total=total, unit="notebook", dynamic_ncols=True) if sys.stderr.isatty() and total else None
+        self.failed = 0
+
+    def done(self, result: NotebookResult) -> None:
+        self.failed += bool(result.error)
+        timing = "" if result.error else f" ({result.seconds:.0f} s)"
+        line = f"{result.notebook}: {result.summary()}{timing}"
+        if self.bar is None:
+            print(line, flush=True)
+            return
+        self.bar.write(line)
+        self.bar.set_postfix(failed=self.failed)
+        self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _write(path: Path, text: str) -> None:
@@ -119,11 +290,23 @@ def _write(path: Path, text: str) -> None:
     os.replace(part, path)
 
 
-def csv_text(results: list[NotebookResult]) -> str:
-    """A row per notebook: notebook, passed, graded, each graded question's outcome, error."""
+def csv_text(results: list[NotebookResult], rubric: Rubric) -> str:
+    """A row per notebook: its points of the total (the rubric's), the graded questions passed and run, each
+    graded question's outcome, the seconds it took, and what reproduces it: its SHA-256, torch, the seed."""
     questions = list(dict.fromkeys(q.question for r in results for q in r.questions if q.graded))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["notebook", "passed", "graded", *questions, "error"])
-    writer.writerows(r.csv_row(questions) for r in results)
+    writer.writerow(["notebook", "points", "total", "passed", "graded", *questions, "seconds", "sha256", "torch",
+                     "train_seed", "error"])  # fmt: skip
+    for r in results:
+        outcomes = {q.question: q.outcome for q in r.questions}
+        if r.error:
+            row = [r.notebook, 0, f"{rubric.total:g}", "", "", *([""] * len(questions)), r.seconds or "", r.sha256,
+                   "", "", r.error]  # fmt: skip
+        else:
+            points = sum(rubric.points_of(q.question) for q in r.questions if q.graded and q.outcome == "passed")
+            row = [r.notebook, f"{points:g}", f"{rubric.total:g}", r.graded_passed, r.graded,
+                   *(outcomes.get(q, "") for q in questions), r.seconds, r.sha256, r.torch, r.train_seed,
+                   ""]  # fmt: skip
+        writer.writerow(row)
     return buffer.getvalue()

@@ -25,7 +25,11 @@ OUTCOMES = ("passed", "failed", "skipped")
 SCHEMA = {
     "notebook": "the submission as the batch grader was given it (batch grading only)",
     "seconds": "wall time of its grading, in seconds (batch grading only)",
-    "error": "why it has no grade, in one line; the only key besides `notebook` then (batch grading only)",
+    "sha256": "the submission's SHA-256 when it was graded (batch grading only)",
+    "fingerprint": "the spec's code, torch's version, the questions and pytest's arguments, hashed: a batch run "
+    "again keeps a grade whose sha256 and fingerprint are unchanged (batch grading only)",
+    "error": "why it has no grade, in one line; the only key besides `notebook`, `sha256` and `fingerprint` then "
+    "(batch grading only)",
     "implementation": "what was graded: the notebook, script or module",
     "train_seed": "the seed of the training runs (--train-seed)",
     "torch": "the torch version that graded it",
@@ -85,9 +89,11 @@ class NotebookResult:
     sandbox: str = ""
     questions: list[QuestionVerdict] = field(default_factory=list)
     skipped_cells: list[dict[str, Any]] = field(default_factory=list)
-    notebook: str = ""  # the batch grader's three
+    notebook: str = ""  # the batch grader's five
     seconds: float | None = None
     error: str = ""
+    sha256: str = ""
+    fingerprint: str = ""
 
     @property
     def graded(self) -> int:
@@ -99,6 +105,8 @@ class NotebookResult:
 
     def to_json(self) -> dict[str, Any]:
         head: dict[str, Any] = {"notebook": self.notebook} if self.notebook else {}
+        head.update({key: value for key, value in (("sha256", self.sha256), ("fingerprint", self.fingerprint))
+                     if value})  # fmt: skip
         if self.error:
             return {**head, "error": self.error}
         if self.seconds is not None:
@@ -127,6 +135,8 @@ class NotebookResult:
             notebook=data.get("notebook", ""),
             seconds=data.get("seconds"),
             error=data.get("error", ""),
+            sha256=data.get("sha256", ""),
+            fingerprint=data.get("fingerprint", ""),
         )
 
     def summary(self) -> str:
@@ -148,12 +158,6 @@ class NotebookResult:
             lines += ["", "Not run (grading runs the imports, the definitions and the assignments they need):", ""]
             lines += _skipped_lines(self.skipped_cells)
         return lines
-
-    def csv_row(self, questions: list[str]) -> list[Any]:
-        """notebook, passed, graded, each of `questions`' outcome, error."""
-        outcomes = {q.question: q.outcome for q in self.questions}
-        passed, graded = ("", "") if self.error else (self.graded_passed, self.graded)
-        return [self.notebook, passed, graded, *(outcomes.get(q, "") for q in questions), self.error]
 
 
 def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
