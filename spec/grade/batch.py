@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from spec.gradescope.rubric import Rubric
 from spec.harness.contract import QUESTIONS
 from spec.harness.cores import threads_per_worker
+from spec.reports import class_report
 from spec.reports.verdicts import NotebookResult
 
 SPEC = Path(__file__).resolve().parent.parent
@@ -160,8 +162,8 @@ def grade(
           f"fingerprint), {len(todo)} to grade, {jobs} at once", flush=True)  # fmt: skip
     if pytorch and batch.pytorch is None:
         batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
-        passed = sum(q.outcome == "passed" for q in batch.pytorch.questions)
-        done = batch.pytorch.error or f"{passed} of {len(pytorch)} passed"
+        outcomes = Counter(q.outcome for q in batch.pytorch.questions)
+        done = batch.pytorch.error or ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
         print(f"PyTorch itself ({', '.join(pytorch)}), once for the batch: {done}", flush=True)
     args = ["--questions", ",".join(graded), *pytest_args]
     progress = _Progress(len(todo))
@@ -179,6 +181,9 @@ def grade(
             _stop(proc)
         progress.close()
     batch.write(out, notebooks)
+    results = [batch.results[str(nb)] for nb in notebooks]
+    markdown, page = class_report.write(results, out.parent, stem=f"{out.stem}.class")
+    print(f"what the class got wrong: {markdown}, {page}", flush=True)
     return batch
 
 

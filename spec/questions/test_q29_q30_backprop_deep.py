@@ -92,8 +92,12 @@ def test_defaults_are_the_printed_recipe(impl: Implementation, device: torch.dev
     """backprop_deep(xtrain, ltrain, net, T) alone: B=100, SGD with lr 0.001 and momentum 0.9."""
     x, labels = marked(mnist_columns, 300, device)
     net, start, _ = train(impl, x, labels, device, T=1)
-    assert len(net.batches) == 3, f"T=1 on 300 images made {len(net.batches)} minibatches: the default B is not 100"
-    assert all(len(b) == 100 for b in net.batches), f"minibatch sizes {[len(b) for b in net.batches]}, not 100"
+    sizes = [len(b) for b in net.batches]
+    shown = f"{sizes[:6]}".removesuffix("]") + (", ...]" if len(sizes) > 6 else "]")
+    assert sizes == [100, 100, 100], (
+        f"T=1 on 300 images made {len(sizes)} minibatches of sizes {shown}, not 3 of 100: the default B is not 100, "
+        "or the loop does not make ceil(N/B) minibatches of B"
+    )
     reference = replay(start, x, labels, net.batches, gamma=0.001, rho=0.9)
     assert_trained_as(net, start, reference, "SGD with the default lr 0.001 and momentum 0.9 on the cross-entropy")
 

@@ -186,3 +186,17 @@ def _machine(result: dict[str, Any]) -> str:
     gpus = sorted({str(b["extra_info"].get("device")) for b in result["benchmarks"]} - {"None", "cpu"})
     host = f"{cpu.get('brand_raw', 'CPU')}, {cpu.get('count', '?')} cores" if cpu else "CPU"
     return ", ".join([*gpus, host])
+
+
+def histogram(series: dict[str, Sequence[float]], path: Path, title: str, xlabel: str) -> Path:
+    """How a class's values spread: one histogram a series, on shared bins (the class report)."""
+    figure = _figure(height=3.4)
+    ax = figure.add_subplot()
+    values = [v for vs in series.values() for v in vs]
+    low, high = min(values), max(values)
+    bins = [low + (high - low) * i / 20 for i in range(21)] if high > low else 10
+    for label, vs in series.items():
+        ax.hist(vs, bins=bins, alpha=0.6, label=label)
+    _style(ax, title, xlabel, "notebooks")
+    _legend_beside(ax)
+    return _save(figure, path)

@@ -36,6 +36,7 @@ SCHEMA = {
     "sandbox": "where the graded code ran: which sandbox, and what it kept out (spec/sandbox/client.py)",
     "graded_passed": "graded questions passed",
     "graded": "graded questions run",
+    "accuracy": "the test accuracy of the student's training on the CPU, in %, by epochs: {\"3\": ..., \"10\": ...}",
     "questions": "one entry per question run, in the assignment's order:",
     "questions[].question": "its name: Q21, Q29-Q30, ...",
     "questions[].title": "what it asks",
@@ -89,6 +90,7 @@ class NotebookResult:
     sandbox: str = ""
     questions: list[QuestionVerdict] = field(default_factory=list)
     skipped_cells: list[dict[str, Any]] = field(default_factory=list)
+    accuracy: dict[str, float] = field(default_factory=dict)  # epochs ("3", "10") -> test accuracy in %
     notebook: str = ""  # the batch grader's five
     seconds: float | None = None
     error: str = ""
@@ -119,6 +121,7 @@ class NotebookResult:
             "sandbox": self.sandbox,
             "graded_passed": self.graded_passed,
             "graded": self.graded,
+            "accuracy": self.accuracy,
             "questions": [q.to_json() for q in self.questions],
             "skipped_cells": self.skipped_cells,
         }
@@ -132,6 +135,7 @@ class NotebookResult:
             sandbox=data.get("sandbox", ""),
             questions=[QuestionVerdict.from_json(q) for q in data.get("questions", [])],
             skipped_cells=data.get("skipped_cells", []),
+            accuracy=data.get("accuracy", {}),
             notebook=data.get("notebook", ""),
             seconds=data.get("seconds"),
             error=data.get("error", ""),
