@@ -103,3 +103,13 @@ def test_the_first_epochs_of_a_run_are_what_it_had_then() -> None:
     assert first.source == "the first 3 epochs of the 10-epoch run", first.source
     unseen = cells.PrintedRun("cpu", 10, 0, log, 97.0, [(10, 97.0)])
     assert unseen.first_epochs(3) is None, "a run whose epochs the spec did not see end gave its first 3"
+
+
+def test_a_network_of_another_architecture_is_judged_by_its_own_scores(implementation, data) -> None:
+    """Average pooling: the spec's LeNet cannot stand in for it, so the worker scores the test images."""
+    impl = implementation(loop().replace("F.max_pool2d", "F.avg_pool2d"))
+    images, labels = data["training"]
+    split = {"training": (images, labels), "testing": (images[:100], labels[:100])}
+    run = cells.train_as_printed(impl, split, torch.device("cpu"), epochs=2, seed=1)
+    assert [epoch for epoch, _ in run.epoch_accuracy] == [1, 2], f"accuracy after epochs {run.epoch_accuracy}"
+    assert 0 <= run.accuracy <= 100, f"accuracy {run.accuracy}"
