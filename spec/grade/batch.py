@@ -160,15 +160,15 @@ def grade(
     todo = [nb for nb in notebooks if str(nb) not in batch.results]
     print(f"{len(notebooks)} notebooks: {len(kept)} kept from {out.with_suffix('.json')} (same submission and "
           f"fingerprint), {len(todo)} to grade, {jobs} at once", flush=True)  # fmt: skip
-    if pytorch and batch.pytorch is None:
-        batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
-        outcomes = Counter(q.outcome for q in batch.pytorch.questions)
-        done = batch.pytorch.error or ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
-        print(f"PyTorch itself ({', '.join(pytorch)}), once for the batch: {done}", flush=True)
     args = ["--questions", ",".join(graded), *pytest_args]
     progress = _Progress(len(todo))
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
+        if pytorch and batch.pytorch is None:
+            batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
+            outcomes = Counter(q.outcome for q in batch.pytorch.questions)
+            done = batch.pytorch.error or ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+            progress.say(f"PyTorch itself ({', '.join(pytorch)}), once for the batch: {done}")
         futures = {pool.submit(_graded, nb, timeout, args, threads, key): nb for nb in todo}
         for future in as_completed(futures):
             result = future.result()
@@ -242,8 +242,9 @@ class Batch:
 
     def keep(self, previous: dict[str, Any], notebooks: list[Path]) -> list[str]:
         """The previous run's grades whose submission and fingerprint are unchanged (errors are graded again)."""
-        if previous.get("fingerprint") == self.fingerprint and previous.get("pytorch"):
-            self.pytorch = NotebookResult.from_json(previous["pytorch"])
+        pytorch = previous.get("pytorch")
+        if previous.get("fingerprint") == self.fingerprint and isinstance(pytorch, dict) and not pytorch.get("error"):
+            self.pytorch = NotebookResult.from_json(pytorch)
         known = {entry.get("notebook"): entry for entry in previous.get("notebooks", []) if isinstance(entry, dict)}
         for notebook in notebooks:
             entry = known.get(str(notebook)) or {}
@@ -272,16 +273,19 @@ class _Progress:
         self.bar = tqdm(total=total, unit="notebook", dynamic_ncols=True) if sys.stderr.isatty() and total else None
         self.failed = 0
 
+    def say(self, line: str) -> None:
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line)
+
     def done(self, result: NotebookResult) -> None:
         self.failed += bool(result.error)
         timing = "" if result.error else f" ({result.seconds:.0f} s)"
-        line = f"{result.notebook}: {result.summary()}{timing}"
-        if self.bar is None:
-            print(line, flush=True)
-            return
-        self.bar.write(line)
-        self.bar.set_postfix(failed=self.failed)
-        self.bar.update()
+        self.say(f"{result.notebook}: {result.summary()}{timing}")
+        if self.bar is not None:
+            self.bar.set_postfix(failed=self.failed)
+            self.bar.update()
 
     def close(self) -> None:
         if self.bar is not None:

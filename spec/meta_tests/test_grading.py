@@ -22,7 +22,8 @@ import torch
 
 nbformat = pytest.importorskip("nbformat")  # in the test extra; grading needs it
 
-pytestmark = [pytest.mark.timeout(900), pytest.mark.grading]  # the one grading run, several notebooks
+# The one grading run, several notebooks: its tests on one xdist worker, so that it runs once.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.grading, pytest.mark.xdist_group("grading-run")]
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = "Q1,Q21,Q26,Q27,Q29-Q30"

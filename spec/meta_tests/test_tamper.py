@@ -29,7 +29,8 @@ from spec.sandbox import client
 
 nbformat = pytest.importorskip("nbformat")
 
-pytestmark = [pytest.mark.timeout(900), pytest.mark.grading]  # one grading run, many notebooks
+# One grading run, many notebooks: its tests on one xdist worker, so that it runs once.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.grading, pytest.mark.xdist_group("tamper-run")]
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ("Q21", "Q25", "Q26", "Q27", "Q29-Q30")
