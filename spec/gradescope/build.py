@@ -18,7 +18,7 @@ from spec.gradescope.rubric import Rubric
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PINNED = ("numpy", "pytest", "pytest-timeout", "hypothesis", "nbformat")  # what grading imports, besides torch
+PINNED = ("numpy", "pytest", "pytest-timeout", "hypothesis", "nbformat", "tqdm")  # what grading imports, and torch
 LEFT_OUT = ("meta_tests", "package_tests", "benchmarks", "__pycache__")  # spec/ folders grading does not use
 
 

@@ -197,6 +197,29 @@ def test_a_broken_notebook_loses_exactly_the_points_of_its_mistake(
 
 
 @pytest.mark.grading
+@pytest.mark.timeout(900)
+def test_setup_sh_installs_what_run_autograder_needs(autograder_zip: Path, tmp_path: Path) -> None:
+    """Gradescope's way, in full: setup.sh makes its own environment (torch and the pinned tools from the
+    package registry, mnist_lab from the wheel in the zip), then run_autograder grades with it alone."""
+    rubric = Rubric.from_dict({"graded": ["Q21", "Q26"]})
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(autograder_zip) as archive:
+        archive.extractall(root / "source")
+    (root / "source" / "rubric.toml").write_text(rubric.to_toml())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], cwd=root / "source", env=env,
+                           capture_output=True, text=True, timeout=800, check=False)  # fmt: skip
+    assert setup.returncode == 0, f"setup.sh exited {setup.returncode}: {setup.stderr.strip()[-1500:]}"
+    assert "setup.sh: torch" in setup.stdout, setup.stdout[-500:]
+    shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
+    (root / "run_autograder").chmod(0o755)  # zipfile does not restore modes; Gradescope's unzip does
+    (root / "submission").mkdir()
+    shutil.copy(BROKEN / "wrong_layer_size.ipynb", root / "submission" / "hw2.ipynb")
+    data = run_autograder(root)
+    assert [(t["number"], t["status"]) for t in data["tests"]] == [("Q21", "passed"), ("Q26", "failed")], data
+
+
+@pytest.mark.grading
 @pytest.mark.training
 def test_the_printed_solution_gets_full_marks(autograder_zip: Path, tmp_path: Path) -> None:
     data = run_autograder(lay_out(autograder_zip, tmp_path / "autograder", {"hw2.ipynb": SOLUTION.read_bytes()}))
