@@ -7,41 +7,19 @@ it is graded; a bad argument is one line and exit 2; exit 1 where a notebook cou
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from spec.grade.arguments import OneLineParser, positive
 from spec.grade.batch import GradingError, grade
 from spec.gradescope.rubric import Rubric, RubricError
 from spec.harness.contract import QUESTIONS
 
 PROG = "python -m spec.grade"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit 2, no usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(cast: Callable[[str], float], kind: str) -> Callable[[str], float]:
-    """An argparse type: a finite number above 0, read by `cast`; `kind` names it in the message."""
-
-    def parse(text: str) -> float:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be positive and finite, not {value}")
-        return value
-
-    return parse
 
 
 def _questions(text: str) -> list[str]:
@@ -64,10 +42,10 @@ def _pytest_args(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Grade notebooks with the spec: a CSV row each, and a JSON report.")
+    parser = OneLineParser(prog=PROG, description="Grade notebooks with the spec: a CSV row each, and a JSON report.")
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, scripts, or folders of them")
     parser.add_argument("--out", default="grades.csv", metavar="PATH", help="the CSV (default grades.csv); JSON beside")
-    count, seconds = _positive(int, "whole number"), _positive(float, "number")
+    count, seconds = positive(int, "whole number"), positive(float, "number")
     parser.add_argument("--jobs", type=count, default=0, help="notebooks graded at once (default: one a core, as "
                         "memory allows)")  # fmt: skip
     parser.add_argument("--timeout", type=seconds, default=3600, help="seconds for one notebook (default 3600)")

@@ -42,6 +42,7 @@ from spec.reports.verdicts import NotebookResult
 SPEC = Path(__file__).resolve().parent.parent
 QUESTIONS_DIR = SPEC / "questions"
 SUFFIXES = (".ipynb", ".py")
+NOT_GRADING = ("meta_tests", "package_tests", "benchmarks", "__pycache__")  # spec/ folders grading does not use
 
 
 class GradingError(Exception):
@@ -54,11 +55,7 @@ def submissions(paths: Iterable[str]) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found += sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in SUFFIXES and p.is_file() and ".ipynb_checkpoints" not in p.parts
-            )
+            found += found_in(path)
         elif path.is_file():
             found.append(path)
         else:
@@ -66,6 +63,13 @@ def submissions(paths: Iterable[str]) -> list[Path]:
     if not found:
         raise GradingError(f"no notebook (.ipynb) or script (.py) in {', '.join(paths)}")
     return found
+
+
+def found_in(folder: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
+    """The files with these suffixes in `folder` and below, Jupyter's checkpoints left out, sorted."""
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix in suffixes and p.is_file() and ".ipynb_checkpoints" not in p.parts
+    )
 
 
 def check_tools() -> None:
@@ -201,10 +205,19 @@ def fingerprint(questions: Sequence[str], pytest_args: Sequence[str]) -> str:
     """What a grade depends on besides the submission: the spec's code, torch's version, the questions and
     pytest's arguments, hashed; a batch rerun keeps a grade only where it is unchanged."""
     digest = hashlib.sha256("\0".join([torch_version(), *questions, "|", *pytest_args]).encode())
-    for path in sorted(SPEC.rglob("*.py")):
-        if not any(part in ("meta_tests", "package_tests", "benchmarks") for part in path.relative_to(SPEC).parts):
-            digest.update(path.relative_to(SPEC).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in grading_files():
+        digest.update(path.relative_to(SPEC).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def grading_files() -> list[Path]:
+    """The spec's files that grading runs or reads: its code and its JSON, without the spec's own tests."""
+    return [
+        path
+        for path in sorted(SPEC.rglob("*"))
+        if path.suffix in (".py", ".json") and path.is_file()
+        and not any(part in NOT_GRADING for part in path.relative_to(SPEC).parts)
+    ]  # fmt: skip
 
 
 def sha256(path: Path) -> str:
@@ -260,10 +273,10 @@ class Batch:
     def write(self, out: Path, notebooks: list[Path]) -> None:
         """The CSV and the JSON of what is graded so far, in the submissions' order, each whole or not at all."""
         results = [self.results[str(nb)] for nb in notebooks if str(nb) in self.results]
-        _write(out, csv_text(results, self.rubric))
+        write_whole(out, csv_text(results, self.rubric))
         data = {"fingerprint": self.fingerprint, "pytorch": self.pytorch.to_json() if self.pytorch else None,
                 "notebooks": [r.to_json() for r in results]}  # fmt: skip
-        _write(out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
+        write_whole(out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
 
 
 class _Progress:
@@ -292,7 +305,7 @@ class _Progress:
             self.bar.close()
 
 
-def _write(path: Path, text: str) -> None:
+def write_whole(path: Path, text: str) -> None:
     """All of `text` or nothing: a grading cut short leaves the last complete file."""
     part = path.with_name(f".{path.name}.part")
     part.write_text(text, encoding="utf-8")

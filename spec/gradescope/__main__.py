@@ -14,39 +14,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spec.grade.arguments import OneLineParser, positive
+from spec.gradescope.build import BuildError, build
 from spec.gradescope.rubric import Rubric, RubricError
 from spec.gradescope.run import run
 
 PROG = "python -m spec.gradescope"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit 2, no usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be positive and finite, not {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Gradescope's autograder for the assignment.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="Gradescope's autograder for the assignment.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     make = commands.add_parser("build", help="write autograder.zip, to upload to Gradescope")
     make.add_argument("--out", default="autograder.zip", metavar="PATH", help="the zip (default autograder.zip)")
     make.add_argument("--rubric", metavar="TOML", help="points and visibility per question (default: 1 point each)")
     make.add_argument("--torch-index", metavar="URL", help="pip's index for torch in setup.sh (its CPU builds)")
     grade = commands.add_parser("run", help="grade ROOT/submission into ROOT/results/results.json")
     grade.add_argument("--root", default="/autograder", type=Path, help="Gradescope's folder (default /autograder)")
-    grade.add_argument("--timeout", default=3000, type=_seconds, help="seconds for the grading (default 3000)")
+    grade.add_argument("--timeout", default=3000, type=positive(float, "number"),
+                       help="seconds for the grading (default 3000)")  # fmt: skip
     return parser
 
 
@@ -67,8 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from spec.gradescope.build import BuildError, build  # imports torch, which `run` leaves to its pytest
-
     try:
         rubric = Rubric.load(Path(args.rubric)) if args.rubric else Rubric()
         out = Path(args.out)

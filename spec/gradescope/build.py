@@ -12,14 +12,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
-
+from spec.grade.batch import SPEC, grading_files
+from spec.grade.batch import torch_version as installed_torch
 from spec.gradescope.rubric import Rubric
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = SPEC.parent
 PINNED = ("numpy", "pytest", "pytest-timeout", "hypothesis", "nbformat", "tqdm")  # what grading imports, and torch
-LEFT_OUT = ("meta_tests", "package_tests", "benchmarks", "__pycache__")  # spec/ folders grading does not use
 
 
 class BuildError(Exception):
@@ -32,7 +31,8 @@ def requirements() -> str:
 
 
 def torch_version() -> str:
-    return torch.__version__.split("+")[0]
+    """The torch installed here, without its local build tag (2.13.0+cpu -> 2.13.0): what setup.sh pins."""
+    return installed_torch().split("+")[0]
 
 
 def build(out: Path, rubric: Rubric, torch_index: str | None = None) -> list[str]:
@@ -49,7 +49,7 @@ def build(out: Path, rubric: Rubric, torch_index: str | None = None) -> list[str
             _add(archive, "rubric.toml", rubric.to_toml())
             _add(archive, "requirements.txt", requirements())
             archive.write(wheel, wheel.name)
-            for path in _spec_files():
+            for path in [REPO / "conftest.py", REPO / "pyproject.toml", *grading_files()]:
                 archive.write(path, path.relative_to(REPO).as_posix())
             names = archive.namelist()
         os.replace(part, out)
@@ -73,15 +73,6 @@ def build_wheel(folder: Path) -> Path:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
         raise BuildError(f"the wheel could not be built: {last}")
     return wheels[0]
-
-
-def _spec_files() -> list[Path]:
-    files = [REPO / "conftest.py", REPO / "pyproject.toml"]
-    for path in sorted((REPO / "spec").rglob("*")):
-        parts = path.relative_to(REPO / "spec").parts
-        if path.is_file() and not any(part in LEFT_OUT for part in parts) and path.suffix in (".py", ".json"):
-            files.append(path)
-    return files
 
 
 def _add(archive: zipfile.ZipFile, name: str, text: str, executable: bool = False) -> None:

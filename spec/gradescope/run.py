@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from spec.grade.batch import grade_one
+from spec.grade.batch import found_in, grade_one, write_whole
 from spec.gradescope.results import not_gradable, results
 from spec.gradescope.rubric import Rubric, RubricError
 from spec.harness import notebook
@@ -33,7 +32,7 @@ def submission(folder: Path) -> Path:
     """The one notebook in the submission's folder (checkpoints left out), read far enough to know it is one."""
     if not folder.is_dir():
         raise SubmissionError(f"no submission folder at {folder}")
-    found = sorted(p for p in folder.rglob("*.ipynb") if p.is_file() and ".ipynb_checkpoints" not in p.parts)
+    found = found_in(folder, (".ipynb",))
     if not found:
         names = sorted(p.name for p in folder.rglob("*") if p.is_file())[:5]
         raise SubmissionError(f"no notebook (.ipynb) was submitted{': only ' + ', '.join(names) if names else ''}")
@@ -64,9 +63,9 @@ def run(root: Path, timeout: float, rubric_path: Path = RUBRIC) -> dict[str, Any
         data = not_gradable(str(err), rubric, time.perf_counter() - start)
     except BaseException as err:  # the autograder itself failed, or was stopped: still a results.json
         data = not_gradable(f"grading stopped: {type(err).__name__}: {err}", rubric, time.perf_counter() - start)
-        _write(root / "results" / "results.json", data)
+        _write(root, data)
         raise
-    _write(root / "results" / "results.json", data)
+    _write(root, data)
     return data
 
 
@@ -84,8 +83,6 @@ def _terminated_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(part, path)
+def _write(root: Path, data: dict[str, Any]) -> None:
+    (root / "results").mkdir(parents=True, exist_ok=True)
+    write_whole(root / "results" / "results.json", json.dumps(data, indent=2) + "\n")
