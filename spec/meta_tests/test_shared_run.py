@@ -78,17 +78,20 @@ def differ(impl: Implementation, data: dict) -> str | None:
     return cells.first_epochs_differ(impl, data, torch.device("cpu"), epochs=3, seed=5)
 
 
+@pytest.mark.grading  # a sandboxed worker each
 def test_the_printed_loop_may_share_the_longer_run(implementation, data) -> None:
     why = differ(implementation(loop()), data)
     assert why is None, f"the printed loop's first 3 epochs were judged to depend on T: {why}"
 
 
+@pytest.mark.grading  # a sandboxed worker each
 def test_a_step_that_depends_on_t_trains_on_its_own(implementation, data) -> None:
     why = differ(implementation(loop(LR="gamma * 3 / T")), data)
     assert why is not None, "a step size gamma * 3 / T was judged not to depend on T"
     assert "differs between T=3 and T=4" in why, f"not refused as such: {why}"
 
 
+@pytest.mark.grading  # a sandboxed worker each
 def test_a_loop_the_spec_cannot_see_end_its_epochs_trains_on_its_own(implementation, data) -> None:
     why = differ(implementation(loop(ORDER="torch.randperm(N)")), data)
     assert why == "backprop_deep(T=4) did not draw one np.random.permutation an epoch", f"not refused as such: {why}"
@@ -105,6 +108,7 @@ def test_the_first_epochs_of_a_run_are_what_it_had_then() -> None:
     assert unseen.first_epochs(3) is None, "a run whose epochs the spec did not see end gave its first 3"
 
 
+@pytest.mark.grading  # a sandboxed worker each
 def test_a_network_of_another_architecture_is_judged_by_its_own_scores(implementation, data) -> None:
     """Average pooling: the spec's LeNet cannot stand in for it, so the worker scores the test images."""
     impl = implementation(loop().replace("F.max_pool2d", "F.avg_pool2d"))

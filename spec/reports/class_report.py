@@ -8,7 +8,6 @@ with a count. Then the class's test accuracy after 3 and 10 epochs (Q31, Q33) an
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from spec.harness.contract import QUESTIONS
 from spec.harness.text import markdown_cell
+from spec.reports.page import STYLE, figure
 from spec.reports.verdicts import NotebookResult
 
 COMMON = 5  # failure messages shown per question
@@ -105,12 +105,6 @@ def _markdown(summary: list[str], table: list[tuple[str, str, int, int]], groups
     return lines
 
 
-STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;
-vertical-align:top}th{background:#f3f3f3}td.rate{text-align:right}li{margin:.3em 0}img{max-width:100%}
-figure{margin:2em 0}figcaption{font-size:14px;color:#444}.count{font-weight:bold}"""
-
-
 def _html(summary: list[str], table: list[tuple[str, str, int, int]], groups: dict[str, Counter[str]],
           plots: list[tuple[str, str]], missing: list[str], folder: Path) -> str:  # fmt: skip
     e = html.escape
@@ -129,10 +123,7 @@ def _html(summary: list[str], table: list[tuple[str, str, int, int]], groups: di
                       for message, count in groups[question].most_common(COMMON)]  # fmt: skip
             parts.append("</ul>")
     parts.append("<h2>Plots</h2>")
-    for file, caption in plots:
-        data = base64.b64encode((folder / file).read_bytes()).decode("ascii")
-        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
-                     f"<figcaption>{e(caption)}</figcaption></figure>")  # fmt: skip
+    parts += [figure(folder / file, caption) for file, caption in plots]
     parts += [f"<p>Not drawn: {e(why)}</p>" for why in missing]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -17,7 +17,6 @@ A plot whose data no test recorded (a run of a few questions) is left out, and t
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import platform
@@ -31,6 +30,7 @@ import torch
 from spec.harness.contract import QUESTIONS
 from spec.harness.impl import Implementation
 from spec.harness.text import MEASURED, QUESTION, SERIES, markdown_cell
+from spec.reports.page import STYLE, figure
 from spec.reports.verdicts import VerdictCollector
 
 INSTALL = "pip install 'mnist-lab[report]'"
@@ -229,12 +229,6 @@ def markdown_lines(header: list[str], rows: list[dict[str, str]], drawn: list[Pl
     return lines
 
 
-STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;
-vertical-align:top}th{background:#f3f3f3}.passed{color:#1a7f37}.failed{color:#cf222e;font-weight:bold}
-.skipped,.not-run{color:#777}figure{margin:2em 0}img{max-width:100%}figcaption{font-size:14px;color:#444}"""
-
-
 def html_page(
     header: list[str], rows: list[dict[str, str]], drawn: list[Plot], missing: list[str], folder: Path
 ) -> str:
@@ -255,12 +249,7 @@ def html_page(
             f'<td class="{r["verdict"].replace(" ", "-")}">{e(r["verdict"])}{message}</td></tr>'
         )
     parts += ["</table>", "<h2>Plots</h2>"]
-    for plot in drawn:
-        data = base64.b64encode((folder / plot.file).read_bytes()).decode("ascii")
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{e(plot.caption)}">'
-            f"<figcaption>{e(plot.caption)}</figcaption></figure>"
-        )
+    parts += [figure(folder / plot.file, plot.caption) for plot in drawn]
     parts += [f"<p>Not drawn: {e(why)}</p>" for why in missing]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
