@@ -101,6 +101,10 @@ def grade_one(
         except subprocess.TimeoutExpired:
             return NotebookResult(notebook=name, error=f"not graded: the spec ran past {timeout:g} s")
         report = Path(f"{stem}.json")
+        if code < 0:
+            why = " (out of memory, or a limit)" if code == -signal.SIGKILL else ""
+            return NotebookResult(notebook=name, error=f"not graded: the spec's pytest process was killed by "
+                                  f"{signal.Signals(-code).name}{why}")  # fmt: skip
         if code not in (0, 1) or not report.is_file():
             last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
             return NotebookResult(notebook=name, error=f"not graded: pytest exited {code}: {last}")
@@ -167,7 +171,10 @@ def grade(
     args = ["--questions", ",".join(graded), *pytest_args]
     progress = _Progress(len(todo))
     pool = ThreadPoolExecutor(max_workers=jobs)
+    data = tempfile.TemporaryDirectory(prefix="mnist-lab-mnist-")
     try:
+        if todo:
+            args += shared_mnist(Path(data.name))
         if pytorch and batch.pytorch is None:
             batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
             outcomes = Counter(q.outcome for q in batch.pytorch.questions)
@@ -184,11 +191,27 @@ def grade(
         for proc in list(_RUNNING):
             _stop(proc)
         progress.close()
+        data.cleanup()
     batch.write(out, notebooks)
     results = [batch.results[str(nb)] for nb in notebooks]
     markdown, page = class_report.write(results, out.parent, stem=f"{out.stem}.class")
     print(f"what the class got wrong: {markdown}, {page}", flush=True)
     return batch
+
+
+def shared_mnist(folder: Path) -> list[str]:
+    """MNIST prepared once for the whole batch, in `folder`, for every notebook's grading and worker to map
+    (spec/harness/prepared.py): pytest's arguments that say so. Only where workers run under bubblewrap,
+    which binds the folder read-only: a plain worker, of this user, could change it for the notebooks
+    graded after it, so there each notebook's grading prepares its own."""
+    from spec.harness import prepared
+    from spec.sandbox.client import containment
+
+    if containment().kind != "bubblewrap":
+        return []
+    for split in prepared.SPLITS:
+        prepared.prepare(folder, split)
+    return ["--mnist-folder", str(folder)]
 
 
 def default_jobs() -> int:

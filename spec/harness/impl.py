@@ -53,15 +53,16 @@ class Loaded:
 class Implementation:
     """The contract's names, looked up in the implementation `name` when a test asks for them."""
 
-    def __init__(self, name: str = DEFAULT_IMPL) -> None:
+    def __init__(self, name: str = DEFAULT_IMPL, data: Path | None = None) -> None:
         self.name = name
+        self.data = data  # the prepared MNIST (spec/harness/prepared.py), which a notebook's worker maps
         self.hung: dict[str, str] = {}  # graded function -> the test in which it ran past its time limit
         self._spawned: Worker | None = None
 
     def spawn_worker(self) -> None:
         """For a notebook: start its worker now, so that it imports torch while the tests are collected."""
         if is_file(self.name) and self._spawned is None:
-            self._spawned = Worker(hidden=[Path(self.name).resolve().parent])
+            self._spawned = Worker(hidden=[Path(self.name).resolve().parent], data=self.data)
             self._spawned.spawn()
 
     @property
@@ -77,7 +78,7 @@ class Implementation:
         from spec.harness import notebook
 
         try:
-            built = notebook.build(notebook.plan(Path(self.name)), self._spawned)
+            built = notebook.build(notebook.plan(Path(self.name)), self._spawned, self.data)
         except notebook.NotebookError as err:
             return Loaded(None, error=str(err))
         return Loaded(None, notebook=built)

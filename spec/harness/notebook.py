@@ -319,16 +319,16 @@ def course_tools() -> types.ModuleType:
     return module
 
 
-def build(notebook_plan: Plan, worker: Worker | None = None) -> Notebook:
-    """Run the planned statements, in notebook order, in a fresh sandboxed worker (spec/sandbox), or in
-    `worker`, one already spawned for this notebook."""
+def build(notebook_plan: Plan, worker: Worker | None = None, data: Path | None = None) -> Notebook:
+    """Run the planned statements, in notebook order, in a fresh sandboxed worker (spec/sandbox) that may
+    map the prepared MNIST in `data`, or in `worker`, one already spawned for this notebook."""
     from spec.sandbox.client import Worker, WorkerError
 
     plan = notebook_plan
     cells = [{"filename": c.filename, "source": plan.sources[c.filename], "label": c.where(), "script": plan.script}
              for c in plan.cells if c.filename in plan.sources]  # fmt: skip
     statements = [{"filename": s.cell.filename, "index": s.index} for s in plan.run]
-    worker = worker or Worker(hidden=[plan.path.resolve().parent])
+    worker = worker or Worker(hidden=[plan.path.resolve().parent], data=data)
     try:
         defined = worker.define({"op": "define", "file": plan.path.name, "cells": cells, "statements": statements})
     except WorkerError as failure:

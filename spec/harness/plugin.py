@@ -57,6 +57,8 @@ class Session:
     questions: frozenset[str]  # --questions; empty for every question
     cuda: CudaHealth
     hypothesis_dir: str
+    mnist_folder: Path  # where MNIST is prepared (spec/harness/prepared.py): --mnist-folder, or this run's own
+    own_mnist_folder: bool  # made for this run: removed at its end
 
 
 SESSION = pytest.StashKey[Session]()
@@ -83,6 +85,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--grade-report", metavar="PATH", help="write each question's verdict to PATH.json and PATH.md")
     group.addoption("--train-seed", type=int, default=0, help="seed of the training runs of Q29-Q33 (default 0)")
     group.addoption(
+        "--mnist-folder",
+        metavar="DIR",
+        help="where MNIST is prepared for the tests to map (spec/harness/prepared.py); a batch shares one "
+        "(default: a temporary folder of this run's own)",
+    )
+    group.addoption(
         "--report", metavar="DIR", help="write DIR/report.md and DIR/report.html: printed against measured, with plots"
     )
     group.addoption("--report-sweep", metavar="PATH", help="with --report: a seed sweep's JSON, plotted as a histogram")
@@ -91,15 +99,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _implementation(config: pytest.Config) -> Implementation:
+def _implementation(config: pytest.Config, data: Path) -> Implementation:
     """--impl, a file resolved from the folder pytest was started in; a module imported here, once."""
     name = config.getoption("--impl") or DEFAULT_IMPL
     if is_file(name):
         path = Path(config.invocation_params.dir, name).resolve()
         if not path.is_file():
             raise pytest.UsageError(f"--impl {name}: no such file")
-        return Implementation(str(path))
-    impl = Implementation(name)
+        return Implementation(str(path), data)
+    impl = Implementation(name, data)
     try:
         impl.loaded  # noqa: B018 (the import is the check)
     except ImportError as err:
@@ -122,13 +130,17 @@ def parse_questions(text: str | None) -> frozenset[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    given = config.getoption("--mnist-folder")
+    mnist_folder = Path(config.invocation_params.dir, given or tempfile.mkdtemp(prefix="mnist-lab-data-")).resolve()
     state = Session(
-        impl=_implementation(config),
+        impl=_implementation(config, mnist_folder),
         train_seed=config.getoption("--train-seed"),
         questions=parse_questions(config.getoption("--questions")),
         cuda=CudaHealth(),
         # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
         hypothesis_dir=tempfile.mkdtemp(prefix="mnist-lab-hypothesis-"),
+        mnist_folder=mnist_folder,
+        own_mnist_folder=not given,
     )
     config.stash[SESSION] = state
     set_hypothesis_home_dir(state.hypothesis_dir)
@@ -167,8 +179,11 @@ def _schedule(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if SESSION in config.stash:
-        session(config).impl.close()
-        shutil.rmtree(session(config).hypothesis_dir, ignore_errors=True)
+        state = session(config)
+        state.impl.close()
+        shutil.rmtree(state.hypothesis_dir, ignore_errors=True)
+        if state.own_mnist_folder:
+            shutil.rmtree(state.mnist_folder, ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

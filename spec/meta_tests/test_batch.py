@@ -17,7 +17,9 @@ import pytest
 
 from spec.grade import batch
 from spec.gradescope.rubric import Rubric
+from spec.harness import prepared
 from spec.reports.verdicts import NotebookResult, QuestionVerdict
+from spec.sandbox import client
 
 ROOT = Path(__file__).resolve().parents[2]
 NORMALIZE = (
@@ -118,3 +120,17 @@ def test_the_csv_gives_points_of_the_rubric_and_what_reproduces_a_grade() -> Non
                         "Q21": "failed", "Q26": "passed", "seconds": "9.5", "sha256": "ab" * 32, "torch": "2.13.0",
                         "train_seed": "4", "error": ""}, table[0]  # fmt: skip
     assert (table[1]["points"], table[1]["error"]) == ("0", "not graded: pytest exited 3"), table[1]
+
+
+def test_a_batch_prepares_mnist_once_where_workers_can_only_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client, "containment", lambda: client.Containment("bubblewrap"))
+    args = batch.shared_mnist(tmp_path / "shared")
+    assert args == ["--mnist-folder", str(tmp_path / "shared")], f"the notebooks are not told of it: {args}"
+    missing = [f"{s}-{p}" for s in prepared.SPLITS for p in prepared.PARTS
+               if not prepared.path(tmp_path / "shared", s, p).is_file()]  # fmt: skip
+    assert not missing, f"not prepared: {missing}"
+    monkeypatch.setattr(client, "containment", lambda: client.Containment("process"))
+    assert batch.shared_mnist(tmp_path / "plain") == [], "plain workers, of this user, were handed a shared folder"
+    assert not (tmp_path / "plain").exists(), "MNIST was prepared for plain workers to share"

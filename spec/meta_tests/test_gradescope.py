@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ from spec.gradescope.rubric import GRADED, Rubric, RubricError
 from spec.meta_tests.broken.mistakes import FOLDER as BROKEN
 from spec.meta_tests.broken.mistakes import MISTAKES, RUNS, SOLUTION
 from spec.reports.verdicts import NotebookResult, QuestionVerdict
+from spec.sandbox import client
 
+GRADESCOPE_MEMORY = 1536 << 20  # bytes: Gradescope's "1.0 CPU, 1.5 GB" setting, the least that grades the solution
 jsonschema = pytest.importorskip("jsonschema")
 pytest.importorskip("nbformat")
 
@@ -150,17 +154,34 @@ def lay_out(autograder_zip: Path, root: Path, submission: dict[str, bytes], rubr
     return root
 
 
-def run_autograder(root: Path) -> dict:
-    """run_autograder, with no network where a network namespace can be made (unshare)."""
+def run_autograder(root: Path, cgroup: Path | None = None) -> dict:
+    """run_autograder, with no network where a network namespace can be made (unshare), in `cgroup` if given."""
     command = [str(root / "run_autograder")]
     if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], check=False).returncode == 0:
         command = ["unshare", "-n", *command]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     # One torch thread: it runs beside the test workers, and torch's threads would fight for the cores.
     env.update(AUTOGRADER_ROOT=str(root), OMP_NUM_THREADS="1")
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    join = (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid()))) if cgroup else None
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False, preexec_fn=join)
     assert proc.returncode == 0, f"run_autograder exited {proc.returncode}: {proc.stderr.strip()[-500:]}"
     return valid(json.loads((root / "results" / "results.json").read_text()))
+
+
+@pytest.fixture
+def gradescope_memory() -> Iterator[Path | None]:
+    """A memory cgroup bounded as the Gradescope setting the docs name (GRADESCOPE_MEMORY), where one can be
+    made (cgroup v1, as root); the sandboxed worker's own cgroup goes beneath it. None elsewhere."""
+    if "memory" not in client.cgroup_controllers():
+        yield None
+        return
+    cgroup = client.cgroup_parent("memory") / f"mnist-lab-{os.getpid()}-gradescope"
+    cgroup.mkdir()
+    (cgroup / "memory.limit_in_bytes").write_text(str(GRADESCOPE_MEMORY))
+    try:
+        yield cgroup
+    finally:
+        client.remove_cgroup(cgroup)
 
 
 @pytest.mark.grading
@@ -221,8 +242,15 @@ def test_setup_sh_installs_what_run_autograder_needs(autograder_zip: Path, tmp_p
 
 @pytest.mark.grading
 @pytest.mark.training
-def test_the_printed_solution_gets_full_marks(autograder_zip: Path, tmp_path: Path) -> None:
-    data = run_autograder(lay_out(autograder_zip, tmp_path / "autograder", {"hw2.ipynb": SOLUTION.read_bytes()}))
+def test_the_printed_solution_gets_full_marks(autograder_zip: Path, tmp_path: Path, gradescope_memory) -> None:
+    """Within the memory of the Gradescope setting that docs/gradescope.md names as the least that will do,
+    where a memory cgroup can bound it (a warning says where it cannot)."""
+    root = lay_out(autograder_zip, tmp_path / "autograder", {"hw2.ipynb": SOLUTION.read_bytes()})
+    if gradescope_memory is None:
+        warnings.warn("no memory cgroup can be made here: the printed solution was graded without a memory bound",
+                      stacklevel=1)  # fmt: skip
+    data = run_autograder(root, gradescope_memory)
     lost = [(t["number"], t["output"]) for t in data["tests"] if t["status"] != "passed"]
-    assert not lost, f"the printed solution lost points: {lost}"
+    bound = f" within {GRADESCOPE_MEMORY >> 20} MiB" if gradescope_memory else ""
+    assert not lost, f"the printed solution lost points{bound}: {lost}"
     assert data["score"] == len(GRADED), f"score {data['score']}, not {len(GRADED)}"

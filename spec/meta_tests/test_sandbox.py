@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spec.harness import notebook
+from spec.harness import notebook, prepared
 from spec.package_tests.support import REPO
 from spec.sandbox import client, wire
 from spec.sandbox.remote import RemoteFunction
@@ -226,3 +226,63 @@ def test_memory_past_the_cgroup_limit_kills_the_worker_and_says_so(script, monke
     with pytest.raises(pytest.fail.Exception, match=r"^grab ended the worker: it was killed \(SIGKILL: out of memory"):
         call(built, "grab", 1.5)
     assert built.worker.proc is None, "the worker was not stopped"
+
+
+@pytest.fixture(scope="module")
+def prepared_testing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The testing split prepared as grading prepares MNIST (spec/harness/prepared.py)."""
+    folder = tmp_path_factory.mktemp("mnist")
+    prepared.prepare(folder, "testing")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["bubblewrap", "process"])
+def test_only_a_bubblewrapped_worker_is_handed_the_prepared_file_itself(prepared_testing: Path, kind: str) -> None:
+    images, _ = prepared.tensors(prepared_testing, "testing")
+    file = str(prepared.path(prepared_testing, "testing", "images"))
+    worker = client.Worker(hidden=[], sandbox=client.Containment(kind), data=prepared_testing)
+    try:
+        sent = worker.tensor(images)["__file__"]
+        if kind == "bubblewrap":  # bound read-only: one page cache for every process, no copy
+            assert sent == file, f"the prepared images went as {sent}, not as {file}"
+        else:  # a worker of this user could change the file for every notebook after it
+            assert Path(sent).parent == worker.folder, f"a plain worker was handed {sent}"
+        for other in (images[:5000], images.clone().add_(1)):
+            assert worker.tensor(other)["__file__"] != file, "a part or a changed copy went as the whole file"
+    finally:
+        worker.close()
+
+
+@pytest.mark.skipif(client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")
+def test_a_bubblewrapped_worker_maps_the_prepared_file_and_cannot_change_it(prepared_testing: Path) -> None:
+    path = prepared_testing / "student.py"
+    path.write_text(HEADER + "def f(x, file):\n    x += 1\n    try:\n        open(file, 'r+b').write(b'pwned')\n"
+                    "    except OSError as err:\n        return [float(x.sum()), type(err).__name__]\n"
+                    "    return [float(x.sum()), 'wrote']\n")  # fmt: skip
+    images, _ = prepared.tensors(prepared_testing, "testing")
+    file = prepared.path(prepared_testing, "testing", "images")
+    before = file.read_bytes()
+    worker = client.Worker(hidden=[path.parent / "hidden"], sandbox=client.Containment("bubblewrap"),
+                           data=prepared_testing)  # fmt: skip
+    built = notebook.build(notebook.plan(path), worker)
+    try:
+        total, wrote = RemoteFunction(built.worker, "f", timeout=60)(images, str(file))
+        assert wrote != "wrote", "the worker wrote into the prepared MNIST"
+        want = float(images.double().sum()) + images.numel()
+        assert total == pytest.approx(want, rel=1e-5), f"the worker saw images summing to {total}, not {want}"
+        assert file.read_bytes() == before, "the prepared file changed"
+        assert not list(worker.folder.glob("data-*.npy")), "the images were copied into the worker's folder"
+    finally:
+        built.worker.close()
+
+
+def test_a_workers_cgroup_goes_beneath_the_graders_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "CGROUPS", tmp_path)
+    (tmp_path / "memory" / "docker" / "abc").mkdir(parents=True)
+    nested = client.cgroup_parent("memory", "5:pids:/\n4:memory:/docker/abc\n0::/\n")
+    assert nested == tmp_path / "memory" / "docker" / "abc", f"beneath {nested}, not the grader's own cgroup"
+    unmounted = client.cgroup_parent("memory", "4:memory:/elsewhere\n")
+    assert unmounted == tmp_path / "memory", f"beneath {unmounted}, not the root where the own one is not mounted"
+    (tmp_path / "pids" / "docker" / "abc").mkdir(parents=True)
+    combined = client.cgroup_parent("pids", "7:cpu,pids:/docker/abc\n")
+    assert combined == tmp_path / "pids" / "docker" / "abc", f"{combined}: a controller listed with others was missed"
