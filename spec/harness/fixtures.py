@@ -126,11 +126,13 @@ def normalised(impl: Implementation, mnist_columns: Splits) -> Splits:
 
 
 @pytest.fixture(scope="session")
-def mnist(request: pytest.FixtureRequest) -> Splits:
+def mnist(request: pytest.FixtureRequest, impl: Implementation, mnist_columns: Splits) -> Splits:
     """Both splits prepared as the printed cells prepare them, with the printed normalisation:
-    (N, 1, 28, 28) float32 images and (N,) int64 labels, for the questions after Q24, mapped from the
-    prepared files that a notebook's worker maps too. Tests must not modify them."""
-    return Splits(functools.partial(prepared.tensors, session(request.config).mnist_folder))
+    (N, 1, 28, 28) float32 images and (N,) int64 labels, for the questions after Q24; when grading, mapped
+    from the prepared files, which the notebook's worker maps too. Tests must not modify them."""
+    if impl.grading:
+        return Splits(functools.partial(prepared.tensors, session(request.config).mnist_folder))
+    return Splits(lambda split: cells.as_tensors(*mnist_columns[split], cells.normalize_as_printed))
 
 
 @pytest.fixture(scope="session")
