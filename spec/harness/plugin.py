@@ -132,6 +132,7 @@ def parse_questions(text: str | None) -> frozenset[str]:
 def pytest_configure(config: pytest.Config) -> None:
     given = config.getoption("--mnist-folder")
     mnist_folder = Path(config.invocation_params.dir, given or tempfile.mkdtemp(prefix="mnist-lab-data-")).resolve()
+    mnist_folder.mkdir(parents=True, exist_ok=True)  # a notebook's worker, spawned below, binds it
     state = Session(
         impl=_implementation(config, mnist_folder),
         train_seed=config.getoption("--train-seed"),
