@@ -111,11 +111,11 @@ class Splits(Mapping[str, Any]):
 
 
 @pytest.fixture(scope="session")
-def mnist_columns(request: pytest.FixtureRequest, impl: Implementation) -> Splits:
+def mnist_columns(impl: Implementation) -> Splits:
     """Both splits through the course loader (MNISTtools.load): (784, N) uint8 images, (N,) labels; when
     grading, the prepared files, which the course's loader wrote (spec/harness/prepared.py)."""
     if impl.grading:
-        return Splits(functools.partial(prepared.columns, session(request.config).mnist_folder))
+        return Splits(functools.partial(prepared.columns, impl.data))
     return Splits(impl.load)
 
 
@@ -126,12 +126,12 @@ def normalised(impl: Implementation, mnist_columns: Splits) -> Splits:
 
 
 @pytest.fixture(scope="session")
-def mnist(request: pytest.FixtureRequest, impl: Implementation, mnist_columns: Splits) -> Splits:
+def mnist(impl: Implementation, mnist_columns: Splits) -> Splits:
     """Both splits prepared as the printed cells prepare them, with the printed normalisation:
     (N, 1, 28, 28) float32 images and (N,) int64 labels, for the questions after Q24; when grading, mapped
     from the prepared files, which the notebook's worker maps too. Tests must not modify them."""
     if impl.grading:
-        return Splits(functools.partial(prepared.tensors, session(request.config).mnist_folder))
+        return Splits(functools.partial(prepared.tensors, impl.data))
     return Splits(lambda split: cells.as_tensors(*mnist_columns[split], cells.normalize_as_printed))
 
 

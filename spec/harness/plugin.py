@@ -57,8 +57,7 @@ class Session:
     questions: frozenset[str]  # --questions; empty for every question
     cuda: CudaHealth
     hypothesis_dir: str
-    mnist_folder: Path  # where MNIST is prepared (spec/harness/prepared.py): --mnist-folder, or this run's own
-    own_mnist_folder: bool  # made for this run: removed at its end
+    made_mnist_folder: Path | None  # the folder MNIST is prepared in (impl.data), where this run made it
 
 
 SESSION = pytest.StashKey[Session]()
@@ -140,8 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cuda=CudaHealth(),
         # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
         hypothesis_dir=tempfile.mkdtemp(prefix="mnist-lab-hypothesis-"),
-        mnist_folder=mnist_folder,
-        own_mnist_folder=not given,
+        made_mnist_folder=None if given else mnist_folder,
     )
     config.stash[SESSION] = state
     set_hypothesis_home_dir(state.hypothesis_dir)
@@ -183,8 +181,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state = session(config)
         state.impl.close()
         shutil.rmtree(state.hypothesis_dir, ignore_errors=True)
-        if state.own_mnist_folder:
-            shutil.rmtree(state.mnist_folder, ignore_errors=True)
+        if state.made_mnist_folder is not None:
+            shutil.rmtree(state.made_mnist_folder, ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

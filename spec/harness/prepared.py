@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spec.harness import cells
+from spec.harness.notebook import course_tools  # the course's loader, as grading serves it
 from spec.sandbox.client import mapped
 
 SPLITS = ("training", "testing")
@@ -32,8 +33,6 @@ def prepare(folder: Path, split: str) -> None:
     """Write `split`'s files into `folder`, each whole or not at all, unless they are there already."""
     if all(path(folder, split, part).is_file() for part in PARTS):
         return
-    from spec.harness.notebook import course_tools  # the course's loader, as grading serves it
-
     columns, labels = course_tools().load(split)
     images = np.ascontiguousarray(cells.layout(cells.normalize_as_printed(columns)))
     folder.mkdir(parents=True, exist_ok=True)

@@ -172,16 +172,13 @@ def run_autograder(root: Path, cgroup: Path | None = None) -> dict:
 def gradescope_memory() -> Iterator[Path | None]:
     """A memory cgroup bounded as the Gradescope setting the docs name (GRADESCOPE_MEMORY), where one can be
     made (cgroup v1, as root); the sandboxed worker's own cgroup goes beneath it. None elsewhere."""
-    if "memory" not in client.cgroup_controllers():
-        yield None
-        return
-    cgroup = client.cgroup_parent("memory") / f"mnist-lab-{os.getpid()}-gradescope"
-    cgroup.mkdir()
-    (cgroup / "memory.limit_in_bytes").write_text(str(GRADESCOPE_MEMORY))
+    usable = "memory" in client.cgroup_controllers()
+    cgroup = client.bounded_cgroup("memory", "gradescope", GRADESCOPE_MEMORY) if usable else None
     try:
         yield cgroup
     finally:
-        client.remove_cgroup(cgroup)
+        if cgroup is not None:
+            client.remove_cgroup(cgroup)
 
 
 @pytest.mark.grading

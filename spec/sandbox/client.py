@@ -152,21 +152,21 @@ def generator_states() -> dict[str, Any]:
     return states
 
 
-# id -> (the tensor, the .npy file it maps): such a tensor, while unchanged, reaches a worker as its file
-_MAPPED: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+# A tensor's .npy file, by the tensor's id: (the tensor, the file, the tensor's version when it was the file).
+_Files = dict[int, tuple[weakref.ref[torch.Tensor], str, int]]
+_MAPPED: _Files = {}  # the prepared MNIST's tensors, mapped from their files (spec/harness/prepared.py)
 
 
 def mapped(tensor: torch.Tensor, file: str) -> torch.Tensor:
-    """Note that `tensor` is the whole of the .npy `file`, mapped (spec/harness/prepared.py)."""
-    _MAPPED[id(tensor)] = (weakref.ref(tensor), file)
+    """Note that `tensor` is the whole of the .npy `file`, mapped: while unchanged, it is sent as that file."""
+    _MAPPED[id(tensor)] = (weakref.ref(tensor), file, tensor._version)
     return tensor
 
 
-def _file_of(tensor: torch.Tensor) -> str | None:
-    known = _MAPPED.get(id(tensor))
-    if known is None or known[0]() is not tensor or tensor._version != 0:
-        return None
-    return known[1] if os.path.isfile(known[1]) else None
+def _file_of(files: _Files, tensor: torch.Tensor) -> str | None:
+    """The file `tensor` is in `files`, where it is that very tensor and nothing has changed it since."""
+    known = files.get(id(tensor))
+    return known[1] if known is not None and known[0]() is tensor and known[2] == tensor._version else None
 
 
 class _Deadline:
@@ -195,7 +195,7 @@ class Worker:
         self.definitions: dict[str, Any] | None = None  # replayed by every fresh worker
         self.generation = 0  # how many workers were started: a handle is valid only in its own
         self.cgroups: list[Path] = []
-        self._files: dict[int, tuple[weakref.ref[torch.Tensor], str, int]] = {}
+        self._files: _Files = {}  # those written for this worker
 
     # --- the process ----------------------------------------------------------------------------------
 
@@ -246,17 +246,9 @@ class Worker:
 
     def _cgroups(self) -> list[Path]:
         """A cgroup with its CGROUP_LIMITS bound in each controller that has them, for the next worker."""
-        made = []
-        for controller in cgroup_controllers():
-            limit, value = CGROUP_LIMITS[controller]
-            cgroup = cgroup_parent(controller) / f"mnist-lab-{os.getpid()}-{id(self)}-{self.generation}"
-            try:
-                cgroup.mkdir(exist_ok=True)
-                (cgroup / limit).write_text(str(value))
-            except OSError:
-                continue
-            made.append(cgroup)
-        return made
+        name = f"{id(self)}-{self.generation}"
+        made = (bounded_cgroup(controller, name, CGROUP_LIMITS[controller][1]) for controller in cgroup_controllers())
+        return [cgroup for cgroup in made if cgroup is not None]
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -331,15 +323,27 @@ class Worker:
         spec: dict[str, Any] = {"device": tensor.device.type, "requires_grad": bool(tensor.requires_grad)}
         if plain.numel() * plain.element_size() <= BY_VALUE:
             return {**spec, "__tensor__": plain.cpu().numpy()}
-        shared = _file_of(tensor) if self.data is not None and self.sandbox.kind == "bubblewrap" else None
-        if shared is not None and Path(shared).parent == self.data:
+        shared = _file_of(_MAPPED, tensor) if self.data is not None and self.sandbox.kind == "bubblewrap" else None
+        if shared is not None and Path(shared).parent == self.data and os.path.isfile(shared):
             return {**spec, "__file__": shared}
-        known = self._files.get(id(tensor))
-        if known is None or known[0]() is not tensor or known[2] != tensor._version:
-            name = str(self.folder / f"data-{len(self._files)}.npy")
-            np.save(name, plain.cpu().numpy(), allow_pickle=False)
-            known = self._files[id(tensor)] = (weakref.ref(tensor), name, tensor._version)
-        return {**spec, "__file__": known[1]}
+        file = _file_of(self._files, tensor)
+        if file is None:
+            file = str(self.folder / f"data-{len(self._files)}.npy")
+            np.save(file, plain.cpu().numpy(), allow_pickle=False)
+            self._files[id(tensor)] = (weakref.ref(tensor), file, tensor._version)
+        return {**spec, "__file__": file}
+
+
+def bounded_cgroup(controller: str, name: str, value: int) -> Path | None:
+    """A cgroup `mnist-lab-PID-name` of `controller` beneath this process's own, its CGROUP_LIMITS bound set to
+    `value`, or None where it cannot be made; remove_cgroup removes it."""
+    cgroup = cgroup_parent(controller) / f"mnist-lab-{os.getpid()}-{name}"
+    try:
+        cgroup.mkdir(exist_ok=True)
+        (cgroup / CGROUP_LIMITS[controller][0]).write_text(str(value))
+    except OSError:
+        return None
+    return cgroup
 
 
 def remove_cgroup(cgroup: Path, tries: int = 40) -> None:
