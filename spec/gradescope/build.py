@@ -57,13 +57,15 @@ def build(out: Path, rubric: Rubric, torch_index: str | None = None) -> list[str
 
 
 def build_wheel(folder: Path) -> Path:
-    """mnist_lab's wheel, in `folder`, built from a copy of the checkout's sources there: a build writes into
-    its source tree, and two at once in one tree break each other."""
+    """The project's wheel (mnist_lab, and the spec's questions for check()), in `folder`, built from a copy
+    of the checkout's sources there: a build writes into its source tree, and two at once in one tree break
+    each other."""
     source = folder / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source)
-    shutil.copytree(REPO / "mnist_lab", source / "mnist_lab", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("mnist_lab", "spec"):  # pyproject.toml's packages say which of spec's travel
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "data" / "mnist", source / "data" / "mnist")
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-q",
                "-w", str(folder), "."]  # fmt: skip

@@ -40,7 +40,22 @@ from spec.harness.text import NOTE, QUESTION, STUDENT_CODE
 
 IMPL_ENV = "MNIST_LAB_IMPL"
 CUDA = torch.cuda.is_available()
+# A test's time limit, set-up included: student code that never returns fails its test, not the run. It is
+# pytest-timeout's signal method (its default where SIGALRM exists), which raises inside the test.
+TEST_TIMEOUT = 120
 TRAINING_TIMEOUT = 1800  # seconds for a `training` test: 10 epochs of a plain loop on a slow 2-core CPU
+# The spec's own markers and warnings, registered here rather than in pyproject.toml: check() (spec/check.py)
+# runs the question modules with this plugin and no configuration file.
+MARKERS = (
+    "question(name): the assignment's question a module's tests specify, a key of spec/harness/contract.py's "
+    "QUESTIONS",
+    "cuda: needs a CUDA GPU; skipped, with the reason, where there is none",
+    "training: trains LeNet on all of MNIST (minutes on a CPU); its time limit is TRAINING_TIMEOUT",
+    "grading: grades notebooks, or runs code in the sandboxed worker, in processes of their own (seconds to "
+    "minutes each)",
+    "xdist_group: run these tests on one xdist worker (registered here too for runs with -p no:xdist)",
+)
+WARNINGS_AS_ERRORS = ("error::pytest.PytestUnraisableExceptionWarning",)
 _BUDGET = pytest.StashKey[Budget]()
 
 # Derandomised: the same examples every run. One failure reported, so that its first line says what is wrong.
@@ -61,6 +76,8 @@ class Session:
 
 
 SESSION = pytest.StashKey[Session]()
+# check()'s plugin (spec/harness/live.py) puts itself here, first thing: it supplies the kernel's objects.
+LIVE = pytest.StashKey[Any]()
 
 
 def session(config: pytest.Config) -> Session:
@@ -99,7 +116,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _implementation(config: pytest.Config, data: Path) -> Implementation:
-    """--impl, a file resolved from the folder pytest was started in; a module imported here, once."""
+    """check()'s live objects (spec/harness/live.py); else --impl, a file resolved from the folder pytest was
+    started in, or a module imported here, once."""
+    if LIVE in config.stash:
+        return config.stash[LIVE].implementation(data)
     name = config.getoption("--impl") or DEFAULT_IMPL
     if is_file(name):
         path = Path(config.invocation_params.dir, name).resolve()
@@ -129,6 +149,10 @@ def parse_questions(text: str | None) -> frozenset[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    for line in WARNINGS_AS_ERRORS:
+        config.addinivalue_line("filterwarnings", line)
     given = config.getoption("--mnist-folder")
     mnist_folder = Path(config.invocation_params.dir, given or tempfile.mkdtemp(prefix="mnist-lab-data-")).resolve()
     mnist_folder.mkdir(parents=True, exist_ok=True)  # a notebook's worker, spawned below, binds it
@@ -239,6 +263,8 @@ def _add_marks(config: pytest.Config, item: pytest.Item) -> None:
     """Time limits, GPU scheduling and skips that follow from a test's marks and fixtures."""
     if "training" in item.keywords:
         item.add_marker(pytest.mark.timeout(_training_timeout(config)))
+    elif item.get_closest_marker("timeout") is None:
+        item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
     if "cuda" in item.keywords:
         item.add_marker(pytest.mark.xdist_group("cuda"), append=False)  # first: it wins over others
         if not CUDA:
@@ -252,12 +278,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     """Name the place in the student's code where a failure happened; say when it was skipped code."""
     outcome = yield
     impl = session(item.config).impl
-    if call.excinfo is None or not is_file(impl.name):
+    if call.excinfo is None:
         return
     report = outcome.get_result()
     where = impl.student_location(call.excinfo.value)
     if where:
         report.user_properties.append((STUDENT_CODE, where))
+    if not is_file(impl.name):
+        return
     error = call.excinfo.value
     built = impl.loaded.notebook
     if isinstance(error, NameError) and built is not None and getattr(error, "name", None):

@@ -1,5 +1,6 @@
 """The package as a new user installs it: a wheel built from this checkout, installed away from it,
-runs offline on the MNIST it carries (no --data, no $MNIST_LAB_DATA, no checkout beside it)."""
+runs offline on the MNIST it carries (no --data, no $MNIST_LAB_DATA, no checkout beside it), and a
+student's check() runs from it."""
 
 from __future__ import annotations
 
@@ -71,3 +72,33 @@ def test_the_installed_package_runs_offline_from_any_folder(
     assert Path(data).is_relative_to(site), f"the embedded data is {data}, not inside the installed package"
     shown = run("-m", "mnist_lab", "show", "--dataset", dataset, "--index", "0", cwd=elsewhere, env=env)
     assert f"{dataset} image 0: label {label}" in shown.stdout, f"show printed:\n{shown.stdout}\n{shown.stderr}"
+
+
+def test_the_wheel_carries_the_questions_and_not_the_spec_s_own_tests(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("spec/check.py", "spec/questions/test_q21_normalize.py", "spec/harness/plugin.py"):
+        assert needed in names, f"{wheel.name} lacks {needed}: check() cannot run from an install"
+    carried = sorted(n for n in names if n.startswith(("spec/meta_tests/", "spec/package_tests/", "spec/grade/")))
+    assert not carried, f"{wheel.name} carries the spec's own tests or the batch grader: {carried[:5]}"
+
+
+def test_check_runs_from_the_installed_wheel_in_any_folder(wheel: Path, tmp_path: Path) -> None:
+    """A student's script in an empty folder, the wheel installed apart from the checkout: check() finds the
+    question modules in the installed package and the student's definitions in the script's globals."""
+    site = tmp_path / "site"
+    run("-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--target", site, wheel, cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    student = (
+        "import numpy as np\nimport spec\nfrom spec.check import check\n\n"
+        "def normalize_MNIST_images(x):\n    return x.astype(np.float32) / 255\n\n"
+        "result = check('Q21')\nprint(spec.__file__)\nprint(repr(result))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MNIST_LAB_IMPL", DATA_ENV))}
+    env["PYTHONPATH"], env["OMP_NUM_THREADS"] = str(site), "1"
+    (elsewhere / "student.py").write_text(student)
+    out = run("student.py", cwd=elsewhere, env=env).stdout
+    where = next(line for line in out.splitlines() if line.endswith("__init__.py"))
+    assert Path(where).is_relative_to(site), f"spec came from {where}, not from the installed {site}"
+    assert "Q21       failed" in out, f"check('Q21') did not fail Q21:\n{out}"
+    assert "not 2 v / 255 - 1" in out, f"check('Q21') did not give the spec's message:\n{out}"
