@@ -15,8 +15,11 @@ from pathlib import Path
 
 import torch
 
+from . import tuning
 from .data import DATA_ENV, load_tensors, show
+from .engines import ENGINES
 from .errors import DataError, InputError
+from .fast_cpu import BACKWARDS
 from .files import load_weights, save_weights, write_json
 from .model import LeNet
 from .sweep import SWEEP_ENGINES, Summary, parse_seeds, train_many
@@ -109,6 +112,16 @@ def _train_options(run: argparse.ArgumentParser, data_help: str) -> None:
     run.add_argument(
         "--threads", type=_positive_int,
         help="CPU threads to train with (default: the count a few timed steps find fastest; fix it to reproduce a run)",
+    )  # fmt: skip
+    run.add_argument(
+        "--engine", choices=ENGINES, default="auto",
+        help="auto: the fast CPU step for LeNet on the CPU, its backward pass timed on the first steps (autograd's "
+        "among them), else autograd; fast_cpu: the fast CPU step; autograd: the plain step",
+    )  # fmt: skip
+    run.add_argument(
+        "--backward", choices=BACKWARDS,
+        help="the fast CPU step's backward pass (default: the one its first steps time fastest; fix it, the engine "
+        "and --threads to reproduce a run)",
     )  # fmt: skip
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--data", help=data_help)
@@ -204,9 +217,10 @@ def _train(args: argparse.Namespace) -> None:
 
     result = train(
         xtrain, ltrain, recipe=recipe, epochs=args.epochs, seed=args.seed, device=device, on_epoch=report,
-        threads=args.threads,
+        threads=args.threads, engine=args.engine, backward=args.backward,
     )  # fmt: skip
     print(f"test accuracy: {accuracies[-1]:.2f}%")
+    print(engine_line(result.engine))
     if args.save:
         save_weights(result.net, args.save)
     if args.json:
@@ -221,10 +235,23 @@ def _train(args: argparse.Namespace) -> None:
                 "recipe": recipe.name,
                 "hyperparameters": dataclasses.asdict(recipe),
                 "torch_version": torch.__version__,
+                "engine": result.engine,
+                "cpu": tuning.cpu(),
                 "epoch_seconds": result.epoch_seconds,
                 "loss_log": result.loss_log,
             },
         )
+
+
+def engine_line(engine: dict) -> str:
+    """'engine fast_cpu: backward pass dilated, 2 threads, picked over 34 timed steps' (train()'s result.engine)."""
+    parts = [f"backward pass {engine['backward']}"] if "backward" in engine else []
+    if engine.get("threads") is not None:
+        parts.append(f"{engine['threads']} thread{'s' * (engine['threads'] > 1)}")
+    if engine.get("probe_steps"):
+        how = "as picked in an earlier run" if engine["probe_replayed"] else "picked"
+        parts.append(f"{how} over its first {engine['probe_steps']} steps")
+    return f"engine {engine.get('engine', '?')}" + (f": {', '.join(parts)}" if parts else "")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -261,6 +288,8 @@ def _sweep(args: argparse.Namespace) -> None:
                 "epochs": args.epochs,
                 "device": str(device),
                 "engine": args.engine,
+                "threads": torch.get_num_threads() if device.type == "cpu" else None,
+                "cpu": tuning.cpu(),
                 "torch_version": torch.__version__,
                 "seconds": seconds,
                 "runs": [

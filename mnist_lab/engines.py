@@ -2,22 +2,24 @@
 window of minibatches at a time.
 
 `Steps` is the interface; `make_steps` picks an engine for one run: `FastCPUSteps` (the fast CPU
-step of fast_cpu.py) or `AutogradSteps` (autograd, windows of it replayed from CUDA graphs). The
+step of fast_cpu.py, its backward pass and threads timed on the run's first steps, tuning.py) or
+`AutogradSteps` (autograd, windows of it replayed from CUDA graphs). The
 sweep's population of seeds is a `DeviceSteps` too (sweep.py).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fast_cpu
+from . import fast_cpu, tuning
 from .errors import InputError
-from .fast_cpu import FastLeNetStep, is_lenet, pick_threads, tune_malloc
+from .fast_cpu import BACKWARDS, FastLeNetStep, is_lenet, thread_counts, tune_malloc
 
 if TYPE_CHECKING:
     from .train import Recipe
@@ -52,25 +54,39 @@ class Steps(Protocol):
     """
 
     losses: torch.Tensor
-    threads: int | None  # the CPU thread count it trains with; None: as the caller set it
+    threads: int | None  # the CPU thread count it trains with (at most); None: as the caller set it
 
     def new_epoch(self, order: torch.Tensor) -> None: ...
 
     def run(self, start: int, stop: int) -> None: ...
 
+    def describe(self) -> dict[str, Any]:
+        """Its name and what it chose (the backward pass, the threads), for the run's JSON."""
+        ...
+
 
 class FastCPUSteps:
-    """`fast_cpu.FastLeNetStep` over one epoch's permutation, the learning rate set each step,
-    at the thread count asked for, else at the one `fast_cpu.pick_threads` measured fastest."""
+    """`fast_cpu.FastLeNetStep` over one epoch's permutation, the learning rate set each step, with the
+    backward pass and thread count asked for, else those a `tuning.Tuner` times fastest on the run's first
+    steps (`threads` is the most it uses: the driver sets it, and puts the caller's back afterwards)."""
 
     def __init__(
-        self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int, threads: int | None
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        recipe: Recipe,
+        total: int,
+        threads: int | None,
+        backwards: tuple[str, ...],
     ) -> None:
         tune_malloc()
         self.x, self.labels, self.recipe, self.total = x, labels, recipe, total
-        size = recipe.batch_size
-        self.threads: int | None = threads if threads is not None else pick_threads(net, x[:size], labels[:size])
-        self.fast = FastLeNetStep(net, recipe.lr, recipe.momentum)
+        counts = (threads,) if threads is not None else tuple(thread_counts(torch.get_num_threads()))
+        self.threads: int | None = counts[0]
+        self.shape = (recipe.batch_size, tuple(x.shape[1:]), x.dtype)
+        self.tuner = tuning.tuner(backwards, counts, self.shape)
+        self.fast = FastLeNetStep(net, recipe.lr, recipe.momentum, backwards[0])
         self.losses = torch.zeros(minibatches(len(x), recipe.batch_size))
         self.order = torch.empty(0, dtype=torch.long)
         self.t = 0  # steps taken
@@ -81,10 +97,21 @@ class FastCPUSteps:
     def run(self, start: int, stop: int) -> None:
         size = self.recipe.batch_size
         for k in range(start, stop):
+            choice, timing = self.tuner.next()  # a timing while it probes
+            self.fast.backward = choice.backward
+            if torch.get_num_threads() != choice.threads:
+                torch.set_num_threads(choice.threads)
+            began = time.perf_counter()
             idx = self.order[k * size : (k + 1) * size]
             self.fast.lr = float(self.recipe.lr_at(self.t, self.total))
             self.losses[k] = self.fast(self.x.index_select(0, idx), self.labels.index_select(0, idx))
+            if timing is not None:
+                self.tuner.record(timing, time.perf_counter() - began)
             self.t += 1
+        tuning.keep(self.tuner, self.shape)
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "fast_cpu", **self.tuner.describe()}
 
 
 class DeviceSteps:
@@ -134,6 +161,10 @@ class DeviceSteps:
     def new_epoch(self, order: torch.Tensor) -> None:
         self.order.copy_(order)
         self.epoch_start += self.batches
+
+    def describe(self) -> dict[str, Any]:
+        threads = (self.threads or torch.get_num_threads()) if self.x.device.type == "cpu" else None
+        return {"engine": "autograd", "threads": threads, "cuda_graphs": sorted(self.graphs)}
 
     def run(self, start: int, stop: int) -> None:
         start = self._replay(start, stop)
@@ -247,17 +278,30 @@ class AutogradSteps(DeviceSteps):
 
 
 def make_steps(
-    engine: str, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, recipe: Recipe, total: int, threads: int | None
+    engine: str,
+    net: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: Recipe,
+    total: int,
+    threads: int | None,
+    backward: str | None = None,
 ) -> Steps:
     """The engine `engine` names, for one run of `total` steps. "auto" is fast_cpu for a LeNet on the
-    CPU where this PyTorch has the overloads it calls (`fast_cpu.supported()`), else autograd,
-    captured in a graph on CUDA."""
+    CPU where this PyTorch has the overloads it calls (`fast_cpu.supported()`), its backward pass timed
+    among all of fast_cpu.BACKWARDS, autograd's too; "fast_cpu" times the two written by hand. Elsewhere
+    autograd, captured in a graph on CUDA. `backward` fixes fast_cpu's backward pass."""
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, not {engine!r}")
-    if engine == "auto":
-        engine = "fast_cpu" if x.device.type == "cpu" and is_lenet(net) and fast_cpu.supported() else "autograd"
-    if engine == "fast_cpu":
-        return FastCPUSteps(net, x, labels, recipe, total, threads)
+    if backward is not None and backward not in BACKWARDS:
+        raise InputError(f"backward must be one of {BACKWARDS}, not {backward!r}")
+    fast = x.device.type == "cpu" and is_lenet(net) and fast_cpu.supported()
+    if engine == "fast_cpu" or (engine == "auto" and fast):
+        hand = tuple(b for b in BACKWARDS if b != "autograd")
+        backwards = (backward,) if backward is not None else BACKWARDS if engine == "auto" else hand
+        return FastCPUSteps(net, x, labels, recipe, total, threads, backwards)
+    if backward is not None:
+        raise InputError(f"backward {backward!r} is fast_cpu's; {engine!r} here trains with autograd")
     steps = AutogradSteps(net, x, labels, recipe, total)
     if x.device.type == "cpu":
         steps.threads = threads

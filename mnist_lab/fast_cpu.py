@@ -12,10 +12,13 @@ temporaries back to the OS every step and faults them in again. This step
   background ties often). conv1 runs with stride 2 over the four (u, v)-shifted images,
   which costs no more than the plain convolution; conv2 runs as it is and is permuted;
 - applies ReLU after pooling (relu(max(a)) == max(relu(a)), gradients included);
-- writes the backward pass out by hand, with no autograd graph: conv2's input gradient as
-  a forward convolution and its weight gradient on channels-last copies, which oneDNN
-  runs faster at these sizes than its backward kernels on NCHW tensors, and the loss's
-  gradient with autograd's own kernels;
+- writes the backward pass out by hand, with no autograd graph: the loss's gradient with
+  autograd's own kernels, and the convolutions' gradients in one of two ways, whichever is
+  faster on the CPU at hand (oneDNN's kernels differ by ISA: on AVX-512, conv2's input gradient
+  as a forward convolution and conv1's weight gradient by oneDNN's backward kernel over the
+  phases; on AVX2, conv2's by oneDNN's backward kernel and conv1's weight gradient as a dilated
+  forward convolution), or autograd's whole backward pass (`BACKWARDS`; train() times them on
+  the run's first steps, mnist_lab/tuning.py);
 - updates all parameters at once with SGD's formula (dampening 0) on one flat buffer,
   which the net's parameters are views of.
 
@@ -28,10 +31,8 @@ autograd. Losses and weights match autograd's to float rounding (spec/package_te
 from __future__ import annotations
 
 import contextlib
-import copy
 import ctypes
 import functools
-import time
 from collections.abc import Iterator
 
 import torch
@@ -155,28 +156,43 @@ def _pool_backward(grad: torch.Tensor, wins: tuple[torch.Tensor, ...], out: torc
     return out
 
 
-def _conv_weight_backward(
-    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The weight and bias gradients of an unpadded, undilated convolution (no input gradient)."""
+def _conv_backward(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int, input_grad: bool = False
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """The gradients of an unpadded, undilated convolution by oneDNN's backward kernel: the input's (where
+    asked for, else None), the weight's and the bias's."""
     return aten.convolution_backward.default(
         grad_output=grad, input=x, weight=weight, bias_sizes=[weight.shape[0]], stride=[stride, stride],
         padding=[0, 0], dilation=[1, 1], transposed=False, output_padding=[0, 0], groups=1,
-        output_mask=[False, True, True],
+        output_mask=[input_grad, True, True],
     )  # fmt: skip
+
+
+BACKWARDS = ("phases", "dilated", "autograd")  # how FastLeNetStep computes the gradients (its docstring)
 
 
 class FastLeNetStep:
     """SGD steps of a LeNet (Q26's parameters); updates the net in place.
 
     The net's parameters become views of one flat buffer (their values unchanged), so that
-    the update is three operations for the whole net."""
+    the update is three operations for the whole net. `backward` says how the gradients are
+    computed, all to autograd's values up to float rounding; which is fastest depends on the CPU
+    (oneDNN's kernels differ by ISA), so train() times them on the run's first steps (tuning.py):
+    - "phases": the forward pass in pooling phases and the backward pass by hand, conv2's input
+      gradient as a forward convolution, conv1's weight gradient over the four phases (AVX-512);
+    - "dilated": the same, but conv2's gradients by oneDNN's backward kernel and conv1's weight
+      gradient as a forward convolution, dilated by 2, of the shifted images by the phases (AVX2);
+    - "autograd": the net's own forward and autograd's backward, the plain loop's kernels.
+    """
 
-    def __init__(self, net: nn.Module, lr: float, momentum: float) -> None:
+    def __init__(self, net: nn.Module, lr: float, momentum: float, backward: str = "phases") -> None:
         if not is_lenet(net):
             raise InputError("FastLeNetStep takes a LeNet with Q26's layers")
         if not supported():
             raise InputError(f"FastLeNetStep needs aten overloads that torch {torch.__version__} lacks; use autograd")
+        if backward not in BACKWARDS:
+            raise InputError(f"backward must be one of {BACKWARDS}, not {backward!r}")
+        self.net, self.backward = net, backward
         parameters = list(net.parameters())
         self.flat = torch.cat([p.detach().reshape(-1) for p in parameters])
         self.grad = torch.empty_like(self.flat)
@@ -196,6 +212,22 @@ class FastLeNetStep:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One step on the minibatch `x` (N, 1, 28, 28); returns its mean loss."""
+        loss = self._autograd(x, labels) if self.backward == "autograd" else self._by_hand(x, labels)
+        # torch.optim.SGD with momentum: buf = momentum * buf + g; p -= lr * buf
+        self.buffer.mul_(self.momentum).add_(self.grad)
+        self.flat.add_(self.buffer, alpha=-self.lr)
+        return loss
+
+    def _autograd(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The gradients into the flat buffer by autograd, through the net's own forward."""
+        with torch.enable_grad():
+            loss = F.cross_entropy(self.net(x), labels)
+            for into, grad in zip(self.grads, torch.autograd.grad(loss, self.net.parameters()), strict=True):
+                into.copy_(grad)
+        return loss.detach()
+
+    def _by_hand(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The forward pass in pooling phases and the backward pass written out; the gradients into the buffer."""
         w1, b1, w2, b2, f1, fb1, f2, fb2, f3, fb3 = self.params
         n = x.shape[0]
 
@@ -222,7 +254,7 @@ class FastLeNetStep:
         g_out = aten._log_softmax_backward_data.default(
             grad_output=g_log_probs, output=log_probs, dim=1, input_dtype=torch.float32
         )
-        g_w1, g_b1, g_w2, g_b2, g_f1, g_fb1, g_f2, g_fb2, g_f3, g_fb3 = self.grads
+        g_f1, g_fb1, g_f2, g_fb2, g_f3, g_fb3 = self.grads[4:]  # the convolutions' come below
         torch.mm(g_out.t(), z2, out=g_f3)
         torch.sum(g_out, 0, out=g_fb3)
         g_a2 = _relu_backward(g_out.mm(f3), z2)
@@ -233,27 +265,42 @@ class FastLeNetStep:
         torch.sum(g_a1, 0, out=g_fb1)
         g_m2 = _relu_backward(g_a1.mm(f1).view(n, 16, 4, 4), p2)
         g_c2 = from_phases(_pool_backward(g_m2, wins2, torch.empty_like(c2)))  # (N, 16, 8, 8)
-        # conv2's input gradient as a forward convolution, by the flipped kernel over the
-        # zero-padded gradient; its weight gradient by oneDNN's kernel on channels-last copies.
-        g_p1 = F.conv2d(g_c2, w2.flip(2, 3).transpose(0, 1), padding=4)
-        _, g_w2_, g_b2_ = _conv_weight_backward(
-            g_c2.contiguous(memory_format=CHANNELS_LAST), p1.contiguous(memory_format=CHANNELS_LAST), w2, stride=1
-        )
-        g_w2.copy_(g_w2_)
-        g_b2.copy_(g_b2_)
+        g_p1 = self._conv2_grads(g_c2, p1)
         g_m1 = _relu_backward(g_p1, p1)
-        g_c1 = _pool_backward(g_m1, wins1, torch.empty_like(c1)).view(4 * n, 6, 12, 12)
-        _, g_w1_, g_b1_ = _conv_weight_backward(g_c1, xs, w1, stride=2)
-        g_w1.copy_(g_w1_)
-        g_b1.copy_(g_b1_)
-
-        # torch.optim.SGD with momentum: buf = momentum * buf + g; p -= lr * buf
-        self.buffer.mul_(self.momentum).add_(self.grad)
-        self.flat.add_(self.buffer, alpha=-self.lr)
+        # dilated: conv1's output gradient laid out channel-major, as its weight gradient's convolution reads it
+        dilated = self.backward == "dilated"
+        out = torch.empty(6, 4, n, 12, 12).permute(1, 2, 0, 3, 4) if dilated else torch.empty_like(c1)
+        self._conv1_grads(_pool_backward(g_m1, wins1, out), xs)
         return loss
 
+    def _conv2_grads(self, g_c2: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
+        """conv2's weight and bias gradients into the buffer; its input gradient returned."""
+        w2, g_w2, g_b2 = self.params[2], self.grads[2], self.grads[3]
+        if self.backward == "dilated":
+            g_p1, g_w2_, g_b2_ = _conv_backward(g_c2, p1, w2, stride=1, input_grad=True)
+        else:  # the input gradient as a forward convolution, by the flipped kernel over the zero-padded
+            # gradient; the weight gradient by oneDNN's kernel on channels-last copies
+            g_p1 = F.conv2d(g_c2, w2.flip(2, 3).transpose(0, 1), padding=4)
+            _, g_w2_, g_b2_ = _conv_backward(
+                g_c2.contiguous(memory_format=CHANNELS_LAST), p1.contiguous(memory_format=CHANNELS_LAST), w2, stride=1
+            )
+        g_w2.copy_(g_w2_)
+        g_b2.copy_(g_b2_)
+        return g_p1
 
-PROBE_STEPS = 4  # timed steps per thread count and round
+    def _conv1_grads(self, g_phases: torch.Tensor, xs: torch.Tensor) -> None:
+        """conv1's weight and bias gradients into the buffer, from its output's gradient in phases (4, N, ...)
+        over the shifted images `xs` (4N, 1, 27, 27)."""
+        w1, g_w1, g_b1 = self.params[0], self.grads[0], self.grads[1]
+        g_c1 = g_phases.view(len(xs), 6, 12, 12)
+        if self.backward == "dilated":  # sum over images and phases of image x gradient: a convolution
+            # with the 4N images as its channels, the gradients as its kernels, dilated by the stride 2
+            g_w1.copy_(F.conv2d(xs.transpose(0, 1), g_c1.transpose(0, 1), dilation=2).transpose(0, 1))
+            torch.sum(g_c1, (0, 2, 3), out=g_b1)
+            return
+        _, g_w1_, g_b1_ = _conv_backward(g_c1, xs, w1, stride=2)
+        g_w1.copy_(g_w1_)
+        g_b1.copy_(g_b1_)
 
 
 def thread_counts(most: int) -> list[int]:
@@ -274,35 +321,3 @@ def num_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-_picked: dict[tuple[int, int], int] = {}
-
-
-def pick_threads(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> int:
-    """The thread count, at most torch.get_num_threads(), at which this step runs fastest on
-    minibatches like `x` (one minibatch of images, and its labels), as timed here.
-
-    A step of batch 100 is too small to keep many threads busy; past a few, threads cost more
-    in start-up and synchronisation than they save (docs/benchmarks.md has figures). Each candidate
-    trains a copy of `net` with learning rate 0 for PROBE_STEPS steps, twice, interleaved, and
-    the best time counts. The answer is kept for the process, per thread limit and batch size."""
-    most = torch.get_num_threads()
-    key = (most, len(x))
-    if key not in _picked:
-        counts = thread_counts(most)
-        if len(counts) == 1:
-            _picked[key] = most
-            return most
-        probe = FastLeNetStep(copy.deepcopy(net), lr=0.0, momentum=0.0)
-        best = dict.fromkeys(counts, float("inf"))
-        for _ in range(2):
-            for count in counts:
-                with num_threads(count):
-                    probe(x, labels)  # the first step at a new count pays for its threads
-                    start = time.perf_counter()
-                    for _ in range(PROBE_STEPS):
-                        probe(x, labels)
-                    best[count] = min(best[count], time.perf_counter() - start)
-        _picked[key] = min(counts, key=best.__getitem__)
-    return _picked[key]

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,6 +165,7 @@ class TrainResult:
     loss_log: list[list[float]] = field(default_factory=list)  # [epoch, minibatch, mean loss]
     epoch_seconds: list[float] = field(default_factory=list)  # training only, no evaluation
     seconds: float = 0.0  # training so far, as of the last printed loss or epoch end
+    engine: dict[str, Any] = field(default_factory=dict)  # the steps' engine and its choices (Steps.describe)
 
 
 def check_data(x: torch.Tensor, labels: torch.Tensor, epochs: int) -> None:
@@ -296,6 +298,7 @@ def train(
     on_log: Callable[[int, int, TrainResult], None] | None = None,
     engine: str = "auto",
     threads: int | None = None,
+    backward: str | None = None,
 ) -> TrainResult:
     """Train LeNet-5 with `recipe` for `epochs`: the package's fast path.
 
@@ -303,11 +306,12 @@ def train(
     same permutations; the recipe's schedule aside), but the data sits on the device
     once and the losses stay there until they are printed every 100 minibatches.
     `engine` picks the steps (`engines.make_steps`): "fast_cpu" trains a LeNet on the CPU with
-    `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide), at
-    `threads` CPU threads, else at the count `fast_cpu.pick_threads` measured fastest (at most
-    torch.get_num_threads(); the caller's count is put back afterwards);
+    `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide), with the
+    `backward` pass and `threads` CPU threads given, else those its first steps time fastest
+    (tuning.py; at most torch.get_num_threads(), the caller's count put back afterwards);
     "autograd" uses `engines.AutogradSteps`, windows of which CUDA replays from graphs; "auto" picks
-    fast_cpu for a LeNet on the CPU. `seed` fixes the initial weights and, unless `rng` is given,
+    fast_cpu for a LeNet on the CPU, where autograd's backward pass is one it times, else autograd.
+    `result.engine` says what ran. `seed` fixes the initial weights and, unless `rng` is given,
     the shuffling. `on_epoch(epoch, result)` runs after each epoch and
     `on_log(epoch, minibatch, result)` at each printed loss, both outside the timing.
     """
@@ -319,7 +323,8 @@ def train(
     rng = np.random.default_rng(seed) if rng is None else rng
     net = (recipe.make_net() if net is None else net).to(device)
     x, labels = xtrain.to(device).contiguous(), ltrain.to(device)
-    steps = make_steps(engine, net, x, labels, recipe, epochs * minibatches(len(x), recipe.batch_size), threads)
+    total = epochs * minibatches(len(x), recipe.batch_size)
+    steps = make_steps(engine, net, x, labels, recipe, total, threads, backward)
     result = TrainResult(net)
     driver = Driver(steps, [result], [rng], len(x), device, log=log)
     if on_log is not None:
@@ -327,4 +332,5 @@ def train(
     if on_epoch is not None:
         driver.on_epoch = lambda _, epoch, progress: on_epoch(epoch, progress)
     driver.train(epochs)
+    result.engine = steps.describe()
     return result

@@ -41,7 +41,7 @@ import pytest
 import torch
 
 import mnist_lab
-from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train
+from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train, tuning
 from mnist_lab.fast_cpu import tune_malloc
 from mnist_lab.sweep import train_many
 from mnist_lab.train import sync
@@ -61,6 +61,7 @@ def record(benchmark: Any, device: torch.device, images: int, **extra: Any) -> N
     median = benchmark.stats.stats.median if benchmark.stats else None
     benchmark.extra_info.update(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        cpu=tuning.cpu(),  # its model, the ISA torch's kernels use, its cores
         torch_version=torch.__version__,
         torch_threads=torch.get_num_threads(),
         load_average=os.getloadavg()[0],  # over the last minute
@@ -151,9 +152,12 @@ def test_epoch_fast_path(benchmark, device: torch.device, mnist) -> None:
         plain_seconds.append(time.perf_counter() - start)
         return (), {}
 
+    engines: list[dict[str, Any]] = []
+
     def run() -> None:
         result = train(x, labels, recipe=recipe, epochs=1, seed=0, device=device, log=None)
         seconds.extend(result.epoch_seconds)  # train()'s own timing: without its set-up
+        engines.append(result.engine)
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1)
     timed = benchmark.stats.stats.data  # the timed rounds, in order; the warm-up is not among them
@@ -166,6 +170,7 @@ def test_epoch_fast_path(benchmark, device: torch.device, mnist) -> None:
         speedup_per_round=speedups,
         speedup_median=statistics.median(speedups),
         seed_epochs_per_second=1 / statistics.median(seconds[1:]),
+        engine=engines[0],  # the probe's pick, with its timings (later rounds replay it)
     )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_lab import cli
+from mnist_lab import cli, fast_cpu
 from mnist_lab.data import DATA_ENV, load_tensors
 from mnist_lab.files import save_weights
 from mnist_lab.model import LeNet
@@ -100,6 +100,12 @@ def test_train_writes_the_json_record_and_the_weights(mnist_folder: tuple[Path, 
     assert len(record["epoch_seconds"]) == 1, f"one epoch, {len(record['epoch_seconds'])} timings"
     assert [row[:2] for row in record["loss_log"]] == [[1, 100]], f"loss log {record['loss_log']}"
     assert f"test accuracy: {record['test_accuracy']:.2f}%" in proc.stdout, "stdout and the record disagree"
+    engine = record["engine"]
+    assert (engine["engine"], engine["threads"]) == ("fast_cpu", 1), f"the record names the engine {engine}"
+    assert engine["backward"] in fast_cpu.BACKWARDS, f"the record names no backward pass: {engine}"
+    assert set(record["cpu"]) == {"model", "isa", "cores"}, f"the record's CPU: {record['cpu']}"
+    assert record["cpu"]["isa"] == torch.backends.cpu.get_cpu_capability(), f"the record's ISA: {record['cpu']}"
+    assert f"engine fast_cpu: backward pass {engine['backward']}, 1 thread" in proc.stdout, proc.stdout
 
     state = torch.load(tmp_path / "w.pt", weights_only=True)  # loadable without running code from the file
     assert set(state) == set(LeNet().state_dict()), "the saved state dict is not LeNet's"

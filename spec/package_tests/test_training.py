@@ -8,7 +8,6 @@ import contextlib
 import copy
 import dataclasses
 import io
-import sys
 
 import numpy as np
 import pytest
@@ -23,9 +22,11 @@ from mnist_lab import (
     TrainResult,
     backprop_deep,
     choose_device,
+    engines,
     evaluate,
     fast_cpu,
     train,
+    tuning,
 )
 from mnist_lab.engines import AutogradSteps
 from mnist_lab.fast_cpu import FastLeNetStep, _pool_backward, _pool_forward
@@ -326,15 +327,17 @@ def test_without_those_overloads_train_falls_back_to_autograd(subset, monkeypatc
     assert len(storages) == len(list(net.parameters())), "the fast CPU step ran (its one flat buffer is there)"
 
 
+@pytest.mark.parametrize("backward", fast_cpu.BACKWARDS)
 @pytest.mark.parametrize("recipe", ["assignment", "default"])
-def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str) -> None:
+def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str, backward: str) -> None:
+    """Each backward pass the tuner may pick trains as torch.optim.SGD over autograd does, to float rounding."""
     x, labels = subset
     chosen = RECIPES[recipe]
     torch.manual_seed(0)
     plain = chosen.make_net()
     fast = copy.deepcopy(plain)
     optimizer = torch.optim.SGD(plain.parameters(), lr=chosen.lr, momentum=chosen.momentum)
-    step = FastLeNetStep(fast, lr=chosen.lr, momentum=chosen.momentum)
+    step = FastLeNetStep(fast, lr=chosen.lr, momentum=chosen.momentum, backward=backward)
     order = torch.from_numpy(np.random.RandomState(0).permutation(len(x)))
     expected, got = [], []
     for k in range(STEPS[recipe]):
@@ -347,9 +350,9 @@ def test_fast_cpu_step_gives_autograds_losses_and_weights(subset, recipe: str) -
         got.append(step(x[idx], labels[idx]).item())
     torch.testing.assert_close(
         torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-6,
-        msg=lambda m: f"FastLeNetStep's losses differ from autograd's: {m}",
+        msg=lambda m: f"FastLeNetStep({backward!r})'s losses differ from autograd's: {m}",
     )  # fmt: skip
-    assert_same_weights(fast, plain, "FastLeNetStep against autograd's SGD")
+    assert_same_weights(fast, plain, f"FastLeNetStep({backward!r}) against autograd's SGD")
 
 
 def test_fast_cpu_step_trains_the_nets_own_parameters_in_one_buffer(subset) -> None:
@@ -446,45 +449,129 @@ def test_thread_counts_halve_down_to_one(most: int, counts: list[int]) -> None:
     assert fast_cpu.thread_counts(most) == counts, f"under {most} threads: {fast_cpu.thread_counts(most)}"
 
 
-def test_the_thread_probe_picks_a_count_within_the_limit_and_leaves_no_trace(
-    subset, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    x, labels = (t[:100] for t in subset)
-    net = RECIPES["assignment"].make_net()
-    before = [p.detach().clone() for p in net.parameters()]
-    monkeypatch.setattr(fast_cpu, "_picked", {})
+class FakeClock:
+    """The clock FastCPUSteps times its steps by, moved on by each step as its backward pass says: a fake slow
+    engine whose timings no other process can disturb, so the verdict does not depend on the machine's load."""
+
+    def __init__(self, slow: set[str]) -> None:
+        self.slow, self.now, self.call = slow, 0.0, FastLeNetStep.__call__
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def step(self, step: FastLeNetStep, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.now += 0.010 if step.backward in self.slow else 0.003
+        return self.call(step, x, labels)
+
+
+@pytest.fixture
+def fresh_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No probe kept from an earlier test: each run here probes anew."""
+    monkeypatch.setattr(tuning, "_tuned", {})
+
+
+@pytest.mark.usefixtures("fresh_probes")
+@pytest.mark.parametrize("slow", [{"phases"}, {"phases", "dilated"}, {"dilated", "autograd"}])
+def test_a_slow_backward_pass_is_not_picked(subset, monkeypatch: pytest.MonkeyPatch, slow: set[str]) -> None:
+    """The probe times every backward pass on the run's first steps, and picks none that is slower."""
+    clock = FakeClock(slow)
+    monkeypatch.setattr(engines, "time", clock)
+    monkeypatch.setattr(FastLeNetStep, "__call__", lambda step, x, labels: clock.step(step, x, labels))
+    x, labels = (t[:6000] for t in subset)  # 60 steps: the probe's 34 and more
     with fast_cpu.num_threads(2):
-        picked = fast_cpu.pick_threads(net, x, labels)
-        assert torch.get_num_threads() == 2, f"the probe left {torch.get_num_threads()} threads, not 2"
-    assert picked in (1, 2), f"picked {picked} threads under a limit of 2"
-    for p, was in zip(net.parameters(), before, strict=True):
-        torch.testing.assert_close(p.detach(), was, rtol=0, atol=0, msg="the probe trained the caller's net")
-    assert fast_cpu._picked == {(2, 100): picked}, f"the choice is not kept for the process: {fast_cpu._picked}"
+        result = train(x, labels, epochs=1, device="cpu", log=None)
+    engine = result.engine
+    assert engine["probe_finished"], f"the probe did not finish in 60 steps: {engine}"
+    assert engine["backward"] not in slow, f"picked the slow {engine['backward']}: {engine['probe_ms_per_step']}"
+    timed = {key.split(" at ")[0] for key in engine["probe_ms_per_step"]}
+    assert timed == set(fast_cpu.BACKWARDS), f"the probe timed {sorted(timed)}, not every backward pass"
+    assert engine["probe_ms_per_step"][f"{engine['backward']} at 2 threads"] == 3.0, engine
+
+
+@pytest.mark.usefixtures("fresh_probes")
+def test_a_later_run_replays_the_probe_and_gives_the_same_bits(subset) -> None:
+    """The probe's steps are real steps, and which pass runs each depends on timing: a later run of the same
+    shape in the process replays the first's choices step for step, so one seed gives one set of weights."""
+    x, labels = (t[:6000] for t in subset)
+    first, again = (train(x, labels, epochs=1, seed=4, device="cpu", log=None) for _ in range(2))
+    assert not first.engine["probe_replayed"], f"the first run found a probe to replay: {first.engine}"
+    assert again.engine["probe_replayed"], f"the second run probed anew: {again.engine}"
+    assert again.engine["backward"] == first.engine["backward"], f"{first.engine} then {again.engine}"
+    for (name, a), b in zip(again.net.state_dict().items(), first.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"{name} differs between a replayed run and the run that probed"
+
+
+def probe(tuner: tuning.Tuner, ms: dict[tuning.Choice, float]) -> tuning.Tuner:
+    """Run the probe to its pick, each step taking `ms` of its choice."""
+    while tuner.pick is None:
+        choice, timing = tuner.next()
+        if timing is not None:
+            tuner.record(timing, ms[choice] / 1e3)
+    return tuner
+
+
+def test_the_tuner_times_the_passes_then_the_winners_thread_counts_interleaved() -> None:
+    phases, dilated, one = tuning.Choice("phases", 2), tuning.Choice("dilated", 2), tuning.Choice("phases", 1)
+    tuner = probe(tuning.Tuner(("phases", "dilated"), (2, 1)), {phases: 3.0, dilated: 3.3, one: 3.6})
+    steps = [str(c) for c in tuner.schedule]
+    first_round = [phases] * 4 + [dilated] * 4  # each new candidate's first step, untimed, then 3 timed
+    assert tuner.schedule[:14] == [*first_round, *[phases] * 3, *[dilated] * 3], f"stage 1 ran {steps[:14]}"
+    assert tuner.schedule[14:] == [phases] * 3 + [one] * 4 + [phases] * 3 + [one] * 3, f"stage 2 ran {steps[14:]}"
+    assert tuner.pick == phases, f"picked {tuner.pick}"
+    replay = tuner.replay()
+    replayed = [replay.next()[0] for _ in range(len(tuner.schedule) + 2)]
+    assert replayed == [*tuner.schedule, phases, phases], "the replay is not the schedule, then the pick"
+
+
+def test_the_tuner_drops_a_candidate_far_slower_than_another() -> None:
+    """PRUNE x slower than another of its stage: timed first, it runs one round; timed after, one step."""
+    phases, dilated, one = tuning.Choice("phases", 2), tuning.Choice("dilated", 2), tuning.Choice("dilated", 1)
+    tuner = probe(tuning.Tuner(("phases", "dilated"), (2, 1)), {phases: 8.0, dilated: 3.0, one: 5.0})
+    assert tuner.schedule.count(phases) == 4, f"phases, 2.7x slower, ran {tuner.schedule.count(phases)} steps, not 4"
+    assert tuner.schedule.count(one) == 2, f"1 thread, 1.7x slower, ran {tuner.schedule.count(one)} steps, not 2"
+    assert tuner.pick == dilated, f"picked {tuner.pick}"
+    extra = tuner.describe()["probe_extra_ms"]  # the run's first step is left out: any run pays it
+    assert extra == pytest.approx(3 * 5.0 + 2 * 2.0), f"the probe's cost beyond the pick's pace: {extra} ms"
 
 
 def test_train_trains_at_the_picked_thread_count_and_puts_the_callers_back(
     subset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     x, labels = (t[:300] for t in subset)
-    monkeypatch.setattr(sys.modules["mnist_lab.engines"], "pick_threads", lambda net, x, labels: 1)
+    picks_one = lambda backwards, counts, shape: tuning.Tuner(("phases",), (1,))  # noqa: E731
+    monkeypatch.setattr(tuning, "tuner", picks_one)
     during: list[int] = []
     with fast_cpu.num_threads(2):
-        train(x, labels, epochs=1, device="cpu", log=None, on_epoch=lambda e, r: during.append(torch.get_num_threads()))
+        result = train(x, labels, epochs=1, device="cpu", log=None,
+                       on_epoch=lambda e, r: during.append(torch.get_num_threads()))  # fmt: skip
         after = torch.get_num_threads()
     assert during == [1], f"trained at {during} threads, not the picked 1"
+    assert result.engine["threads"] == 1, f"the run records {result.engine}, not 1 thread"
     assert after == 2, f"train() left {after} threads, not the caller's 2"
 
 
+@pytest.mark.usefixtures("fresh_probes")
 @pytest.mark.parametrize("engine", ["fast_cpu", "autograd"])
-def test_train_trains_at_the_thread_count_asked_for(subset, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
-    probe = lambda net, x, labels: pytest.fail("probed the thread count though told it")  # noqa: E731
-    monkeypatch.setattr(sys.modules["mnist_lab.engines"], "pick_threads", probe)
+def test_train_trains_at_the_thread_count_asked_for(subset, engine: str) -> None:
     x, labels = (t[:300] for t in subset)
     during: list[int] = []
     with fast_cpu.num_threads(2):
-        train(x, labels, epochs=1, device="cpu", log=None, engine=engine, threads=1,
-              on_epoch=lambda e, r: during.append(torch.get_num_threads()))  # fmt: skip
+        result = train(x, labels, epochs=1, device="cpu", log=None, engine=engine, threads=1,
+                       on_epoch=lambda e, r: during.append(torch.get_num_threads()))  # fmt: skip
     assert during == [1], f"{engine}: trained at {during} threads, not the 1 asked for"
+    assert result.engine["threads"] == 1, f"{engine}: the run records {result.engine}"
+    assert result.engine["engine"] == engine, f"asked for {engine}, ran {result.engine}"
+
+
+def test_a_fixed_backward_pass_is_not_probed(subset) -> None:
+    x, labels = (t[:3000] for t in subset)
+    result = train(x, labels, epochs=1, device="cpu", log=None, engine="fast_cpu", backward="dilated", threads=1)
+    assert result.engine["backward"] == "dilated", f"asked for dilated, ran {result.engine}"
+    assert result.engine["probe_steps"] == 0, f"probed though told the pass and threads: {result.engine}"
+    with pytest.raises(InputError, match="backward 'dilated' is fast_cpu's"):
+        train(x, labels, epochs=1, device="cpu", log=None, engine="autograd", backward="dilated")
+    with pytest.raises(InputError, match="backward must be one of"):
+        train(x, labels, epochs=1, device="cpu", log=None, backward="fastest")
 
 
 @pytest.mark.parametrize("threads", [0, -2, 1.5, True])
