@@ -253,6 +253,11 @@ def _training_timeout(config: pytest.Config) -> float:
     return round(config.stash[_BUDGET].seconds)
 
 
+def _timeout_given(config: pytest.Config) -> bool:
+    """pytest-timeout's own --timeout or `timeout` ini value (`-o timeout=30`), which then sets the limit."""
+    return bool(config.getoption("--timeout", None) or config.getini("timeout"))
+
+
 def _wanted(question: str | None, state: Session) -> bool:
     if state.questions:
         return question in state.questions
@@ -263,7 +268,7 @@ def _add_marks(config: pytest.Config, item: pytest.Item) -> None:
     """Time limits, GPU scheduling and skips that follow from a test's marks and fixtures."""
     if "training" in item.keywords:
         item.add_marker(pytest.mark.timeout(_training_timeout(config)))
-    elif item.get_closest_marker("timeout") is None:
+    elif item.get_closest_marker("timeout") is None and not _timeout_given(config):
         item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
     if "cuda" in item.keywords:
         item.add_marker(pytest.mark.xdist_group("cuda"), append=False)  # first: it wins over others

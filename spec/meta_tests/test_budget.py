@@ -44,3 +44,26 @@ def test_a_graded_training_test_gets_the_fitted_budget(
     seconds = float(lines[0].split()[0])
     assert budget.SLACK < seconds < 1800, f"a graded training test may run {seconds} s"
     result.stdout.fnmatch_lines(["training budget * s a test: 10 epochs of the printed loop at *"])
+
+
+@pytest.mark.parametrize(("given", "limit"), [((), 120.0), (("-o", "timeout=30"), 30.0), (("--timeout", "7"), 7.0)])
+def test_every_other_test_gets_the_plugins_limit_unless_pytest_timeout_is_told_one(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, given: tuple[str, ...], limit: float
+) -> None:
+    """No configuration file: the plugin's own TEST_TIMEOUT (check() runs so); pytest-timeout's option wins."""
+    from spec.package_tests.support import REPO
+
+    pytester.makepyfile(test_t="def test_x():\n    pass\n")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    common = ("-p", "spec.harness.plugin", "-p", "spec.harness.fixtures", "-p", "no:cacheprovider", "-c", "/dev/null")
+    pytester.makeconftest(
+        "def pytest_collection_finish(session):\n"
+        "    for item in session.items:\n"
+        "        marker = item.get_closest_marker('timeout')\n"
+        "        print('LIMIT', marker.args[0] if marker else session.config.getini('timeout') or "
+        "session.config.getoption('--timeout'))\n"
+    )
+    result = pytester.runpytest_subprocess(*common, "--collect-only", "-q", *given)
+    lines = [line.split("LIMIT ", 1)[1] for line in result.outlines if line.startswith("LIMIT ")]
+    assert lines, f"no limit printed: {result.stdout.str()[-1500:]}"
+    assert float(lines[0]) == limit, f"the test's limit is {lines[0]} s, not {limit} s"
