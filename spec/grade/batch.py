@@ -175,6 +175,7 @@ def grade(
     try:
         if todo:
             args += shared_mnist(Path(data.name))
+            sandbox_check(Path(data.name) if "--mnist-folder" in args else None)
         if pytorch and batch.pytorch is None:
             batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
             outcomes = Counter(q.outcome for q in batch.pytorch.questions)
@@ -212,6 +213,16 @@ def shared_mnist(folder: Path) -> list[str]:
     for split in prepared.SPLITS:
         prepared.prepare(folder, split)
     return ["--mnist-folder", str(folder)]
+
+
+def sandbox_check(data: Path | None = None) -> None:
+    """Stop the batch, before it grades anyone, where the sandbox cannot run a known-good definition: one
+    line for the course, rather than every student failed for the grader's fault."""
+    from spec.sandbox.client import self_check
+
+    problem = self_check(data)
+    if problem is not None:
+        raise GradingError(f"not graded, the batch stopped before its first notebook: {problem}")
 
 
 def default_jobs() -> int:

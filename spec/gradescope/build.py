@@ -10,24 +10,84 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from spec.grade.batch import SPEC, grading_files
 from spec.grade.batch import torch_version as installed_torch
 from spec.gradescope.rubric import Rubric
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: its backport
+    import tomli as tomllib
+
 HERE = Path(__file__).resolve().parent
 REPO = SPEC.parent
 PINNED = ("numpy", "pytest", "pytest-timeout", "hypothesis", "nbformat", "tqdm")  # what grading imports, and torch
+BACKPORTS = {"tomli": "3.11"}  # what the Pythons before that one need: the rubric's TOML reader (rubric.py)
+# The Pythons grading runs on, oldest first: pyproject.toml's requires-python, setup.sh's choice, CI's runs.
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
 
 
 class BuildError(Exception):
     """The zip cannot be built: one line."""
 
 
-def requirements() -> str:
-    """The spec's tools at the versions installed here, where it was tested."""
-    return "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in PINNED)
+def requirements(
+    distribution: Callable[[str], importlib.metadata.Distribution] = importlib.metadata.distribution,
+) -> str:
+    """The spec's tools at the versions installed here, where it was tested, on each supported Python that
+    the installed release supports (its Requires-Python); on the others, the range pyproject.toml declares, up
+    to that version, from which pip takes the newest release that supports the image's Python (CI tests the
+    same resolution on the oldest Python). Environment markers say which line holds on which Python."""
+    declared = _declared()
+    lines = []
+    for name in (*PINNED, *BACKPORTS):
+        pythons = [p for p in SUPPORTED if name not in BACKPORTS or _version(p) < _version(BACKPORTS[name])]
+        try:
+            dist = distribution(name)
+            version, supports = dist.version, SpecifierSet(dist.metadata["Requires-Python"] or "")
+        except importlib.metadata.PackageNotFoundError:  # a backport this Python does not need
+            version, supports = None, SpecifierSet()
+        pinned = [p for p in pythons if version is not None and supports.contains(f"{p}.0")]
+        others = [p for p in pythons if p not in pinned]
+        if pinned:
+            lines.append(_with_marker(f"{name}=={version}", pinned))
+        if others:
+            bounds = [str(declared[name])] if str(declared[name]) else []  # the range pyproject.toml declares
+            bounds += [f"<={version}"] if version else []  # up to the version tested here
+            lines.append(_with_marker(name + ",".join(bounds), others))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _declared() -> dict[str, SpecifierSet]:
+    """Each requirement's versions as pyproject.toml declares them (its dependencies and test extra)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared: dict[str, SpecifierSet] = {}
+    for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        requirement = Requirement(text)
+        declared[canonicalize_name(requirement.name)] = requirement.specifier
+    return {name: declared.get(canonicalize_name(name), SpecifierSet()) for name in (*PINNED, *BACKPORTS)}
+
+
+def _with_marker(requirement: str, pythons: Sequence[str]) -> str:
+    """`requirement` for these supported Pythons only: a marker bounded above or below where it can be."""
+    if list(pythons) == list(SUPPORTED):
+        return requirement
+    if list(pythons) == list(SUPPORTED[-len(pythons) :]):
+        return f'{requirement}; python_version >= "{pythons[0]}"'
+    if list(pythons) == list(SUPPORTED[: len(pythons)]):
+        return f'{requirement}; python_version < "{SUPPORTED[len(pythons)]}"'
+    return f"{requirement}; " + " or ".join(f'python_version == "{p}"' for p in pythons)
+
+
+def _version(python: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in python.split("."))
 
 
 def torch_version() -> str:
@@ -41,11 +101,12 @@ def build(out: Path, rubric: Rubric, torch_index: str | None = None) -> list[str
         wheel = build_wheel(Path(folder))
         setup = (HERE / "setup.sh").read_text(encoding="utf-8")
         setup = setup.replace("@TORCH@", torch_version()).replace("@WHEEL@", wheel.name)
+        setup = setup.replace("@PYTHONS@", " ".join(reversed(SUPPORTED)))
         setup = setup.replace(" @TORCH_INDEX@", f" --index-url {torch_index}" if torch_index else "")
         part = out.with_name(f".{out.name}.part")
         with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
             _add(archive, "setup.sh", setup, executable=True)
-            _add(archive, "run_autograder", (HERE / "run_autograder").read_text(encoding="utf-8"), executable=True)
+            _add(archive, "run_autograder", run_autograder(rubric), executable=True)
             _add(archive, "rubric.toml", rubric.to_toml())
             _add(archive, "requirements.txt", requirements())
             archive.write(wheel, wheel.name)
@@ -54,6 +115,12 @@ def build(out: Path, rubric: Rubric, torch_index: str | None = None) -> list[str
             names = archive.namelist()
         os.replace(part, out)
     return names
+
+
+def run_autograder(rubric: Rubric) -> str:
+    """run_autograder, with the built rubric's questions and points for the results.json it writes itself."""
+    text = (HERE / "run_autograder").read_text(encoding="utf-8")
+    return text.replace("@GRADED@", " ".join(rubric.graded)).replace("@TOTAL@", f"{rubric.total:g}")
 
 
 def build_wheel(folder: Path) -> Path:

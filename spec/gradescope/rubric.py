@@ -13,11 +13,15 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as the tomli backport (the test extra and the zip's requirements.txt)
+    import tomli as tomllib
 
 from spec.harness.contract import QUESTIONS
 

@@ -20,12 +20,17 @@ from spec.grade.batch import found_in, grade_one, write_whole
 from spec.gradescope.results import not_gradable, results
 from spec.gradescope.rubric import Rubric, RubricError
 from spec.harness import notebook
+from spec.sandbox.client import self_check
 
 RUBRIC = Path(__file__).resolve().parents[2] / "rubric.toml"  # beside spec/ in the autograder's source folder
 
 
 class SubmissionError(Exception):
     """The submission cannot be graded: the message is one line for the student."""
+
+
+class GraderError(Exception):
+    """The autograder cannot grade anyone here (its sandbox does not start): one line for the course staff."""
 
 
 def submission(folder: Path) -> Path:
@@ -54,12 +59,15 @@ def run(root: Path, timeout: float, rubric_path: Path = RUBRIC) -> dict[str, Any
         with _terminated_as_exit():
             rubric = Rubric.load(rubric_path) if rubric_path.is_file() else Rubric()
             notebook_path = submission(root / "submission")
+            problem = self_check()  # a broken sandbox is the course's to fix, and no student's failure
+            if problem is not None:
+                raise GraderError(f"not graded: {problem}")
             graded = grade_one(notebook_path, timeout, ["--questions", ",".join(rubric.graded)])
             data = results(graded, rubric, time.perf_counter() - start)
     except RubricError as err:
         data = not_gradable(f"the autograder's rubric is wrong (the course staff must fix it): {err}", rubric,
                             time.perf_counter() - start)  # fmt: skip
-    except SubmissionError as err:
+    except (SubmissionError, GraderError) as err:
         data = not_gradable(str(err), rubric, time.perf_counter() - start)
     except BaseException as err:  # the autograder itself failed, or was stopped: still a results.json
         data = not_gradable(f"grading stopped: {type(err).__name__}: {err}", rubric, time.perf_counter() - start)

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from spec.harness.contract import CONTRACT
-from spec.sandbox.client import Worker, containment
+from spec.sandbox.client import SandboxError, Worker, containment
 from spec.sandbox.remote import RemoteFunction
 
 DEFAULT_IMPL = "mnist_lab"
@@ -48,6 +48,7 @@ class Loaded:
     module: ModuleType | None
     notebook: Any = None  # spec.harness.notebook.Notebook, for a notebook or script
     error: str | None = None  # why nothing could be loaded, in one line
+    not_graded: str | None = None  # the grader's own failure: its sandbox did not start
 
 
 class Implementation:
@@ -58,12 +59,16 @@ class Implementation:
         self.data = data  # the prepared MNIST (spec/harness/prepared.py), which a notebook's worker maps
         self.hung: dict[str, str] = {}  # graded function -> the test in which it ran past its time limit
         self._spawned: Worker | None = None
+        self._not_graded: str | None = None  # why the worker spawned early did not start
 
     def spawn_worker(self) -> None:
         """For a notebook: start its worker now, so that it imports torch while the tests are collected."""
         if is_file(self.name) and self._spawned is None:
             self._spawned = Worker(hidden=[Path(self.name).resolve().parent], data=self.data)
-            self._spawned.spawn()
+            try:
+                self._spawned.spawn()
+            except SandboxError as err:
+                self._not_graded = f"not graded: {err}"
 
     @property
     def grading(self) -> bool:
@@ -77,16 +82,22 @@ class Implementation:
             return Loaded(importlib.import_module(self.name))
         from spec.harness import notebook
 
+        if self._not_graded:
+            return Loaded(None, not_graded=self._not_graded)
         try:
             built = notebook.build(notebook.plan(Path(self.name)), self._spawned, self.data)
         except notebook.NotebookError as err:
             return Loaded(None, error=str(err))
+        except SandboxError as err:  # before any of the notebook ran: the grader's failure
+            return Loaded(None, not_graded=f"not graded: {err}")
         return Loaded(None, notebook=built)
 
     def __getattr__(self, name: str) -> Any:
         if name not in CONTRACT:
             raise AttributeError(f"{name} is not in the contract (spec/harness/contract.py)")
         loaded = self.loaded
+        if loaded.not_graded:
+            raise SandboxError(loaded.not_graded.removeprefix("not graded: "))
         if loaded.error:
             pytest.fail(loaded.error, pytrace=False)
         if CONTRACT[name].written_by == "course" and self.serves_course:
@@ -139,6 +150,9 @@ class Implementation:
         """How the implementation's code ran: in this process (the trusted package), or in which sandbox."""
         if not is_file(self.name):
             return f"in the grader's process ({self.name} is trusted)"
+        loaded = self.__dict__.get("loaded")  # never built here only to say so (xdist's controller)
+        if loaded is not None and loaded.not_graded:
+            return f"nowhere: no worker started ({loaded.not_graded.removeprefix('not graded: ')})"
         return containment().line()
 
     def close(self) -> None:

@@ -36,7 +36,8 @@ from spec.harness.contract import QUESTIONS
 from spec.harness.cores import threads_per_worker
 from spec.harness.cuda_health import CudaHealth
 from spec.harness.impl import DEFAULT_IMPL, Implementation, is_file
-from spec.harness.text import NOTE, QUESTION, STUDENT_CODE
+from spec.harness.text import NOT_GRADED, NOTE, QUESTION, STUDENT_CODE
+from spec.sandbox.client import SandboxError
 
 IMPL_ENV = "MNIST_LAB_IMPL"
 CUDA = torch.cuda.is_available()
@@ -286,6 +287,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     if call.excinfo is None:
         return
     report = outcome.get_result()
+    if isinstance(call.excinfo.value, SandboxError):  # the grader's failure: raised here, never by student code
+        report.longrepr = f"not graded: {call.excinfo.value}"
+        report.user_properties.append((NOT_GRADED, report.longrepr))
+        return
     where = impl.student_location(call.excinfo.value)
     if where:
         report.user_properties.append((STUDENT_CODE, where))

@@ -7,6 +7,7 @@ from __future__ import annotations
 QUESTION = "question"  # the question the test belongs to (its module's `question` mark)
 STUDENT_CODE = "student_code"  # where in the student's code a failure happened
 NOTE = "note"  # a remark on a failure: a name bound only by skipped code
+NOT_GRADED = "not_graded"  # the grader's own failure (its sandbox did not start): why there is no grade
 MEASURED = "measured"  # a value for the report's table (spec/harness/measure.py)
 SERIES = "series"  # data for one of the report's plots
 

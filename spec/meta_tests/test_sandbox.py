@@ -19,7 +19,7 @@ import pytest
 
 from spec.harness import notebook, prepared
 from spec.package_tests.support import REPO
-from spec.sandbox import client, wire
+from spec.sandbox import bounds, client, wire
 from spec.sandbox.remote import RemoteFunction
 
 KINDS = [
@@ -214,13 +214,13 @@ def test_a_fork_bomb_stops_at_the_process_limit(script) -> None:
         "            children += 1\n    except OSError:\n        pass\n    return children"
     )
     children = call(built, "forks", 0)
-    assert 0 < children < client.PROCESSES, f"the worker forked {children} children; the limit is {client.PROCESSES}"
+    assert 0 < children < bounds.PROCESSES, f"the worker forked {children} children; the limit is {bounds.PROCESSES}"
 
 
 @pytest.mark.skipif("memory" not in client.cgroup_controllers(), reason="no memory cgroup can be made here (v1, root)")
 def test_memory_past_the_cgroup_limit_kills_the_worker_and_says_so(script, monkeypatch: pytest.MonkeyPatch) -> None:
     limit = 800 << 20  # bytes resident: importing torch takes about 300 MB; RLIMIT_DATA (8 GB) is far off
-    monkeypatch.setitem(client.CGROUP_LIMITS, "memory", ("memory.limit_in_bytes", limit))
+    monkeypatch.setitem(bounds.LIMITS, "memory", limit)
     built = script("def grab(gigabytes):\n    return float(np.ones(int(gigabytes * 2**27)).sum())")
     assert call(built, "grab", 0.25) == 2**25, "a grab under the limit did not come back whole"
     with pytest.raises(pytest.fail.Exception, match=r"^grab ended the worker: it was killed \(SIGKILL: out of memory"):
@@ -277,12 +277,12 @@ def test_a_bubblewrapped_worker_maps_the_prepared_file_and_cannot_change_it(prep
 
 
 def test_a_workers_cgroup_goes_beneath_the_graders_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "CGROUPS", tmp_path)
+    monkeypatch.setattr(bounds, "CGROUPS", tmp_path)
     (tmp_path / "memory" / "docker" / "abc").mkdir(parents=True)
-    nested = client.cgroup_parent("memory", "5:pids:/\n4:memory:/docker/abc\n0::/\n")
+    nested = bounds.cgroup_parent("memory", "5:pids:/\n4:memory:/docker/abc\n0::/\n")
     assert nested == tmp_path / "memory" / "docker" / "abc", f"beneath {nested}, not the grader's own cgroup"
-    unmounted = client.cgroup_parent("memory", "4:memory:/elsewhere\n")
+    unmounted = bounds.cgroup_parent("memory", "4:memory:/elsewhere\n")
     assert unmounted == tmp_path / "memory", f"beneath {unmounted}, not the root where the own one is not mounted"
     (tmp_path / "pids" / "docker" / "abc").mkdir(parents=True)
-    combined = client.cgroup_parent("pids", "7:cpu,pids:/docker/abc\n")
+    combined = bounds.cgroup_parent("pids", "7:cpu,pids:/docker/abc\n")
     assert combined == tmp_path / "pids" / "docker" / "abc", f"{combined}: a controller listed with others was missed"

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from spec.harness.impl import Implementation
-from spec.harness.text import MEASURED
+from spec.harness.text import MEASURED, NOT_GRADED
 from spec.reports.verdicts import NotebookResult, VerdictCollector
 
 _SKIPPED_CELLS = "mnist_lab_skipped_cells"  # the key of xdist's workeroutput
@@ -33,11 +33,14 @@ class GradeReport:
         self.path = Path(config.invocation_params.dir, path) if path else None
         self.collector = VerdictCollector()
         self.accuracy: dict[str, float] = {}
+        self.not_graded = ""  # the grader's own failure, from the first test that met it
         self.from_workers: list[dict[str, Any]] | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collector.add(report)
         for key, record in report.user_properties:
+            if key == NOT_GRADED and not self.not_graded:
+                self.not_graded = str(record)
             epochs = ACCURACY.get(record.get("name")) if key == MEASURED and isinstance(record, dict) else None
             if epochs and record.get("device") == "cpu" and isinstance(record.get("value"), int | float):
                 self.accuracy[epochs] = float(record["value"])
@@ -55,6 +58,9 @@ class GradeReport:
 
     def result(self) -> NotebookResult:
         distributed = self.config.pluginmanager.getplugin("dsession") is not None
+        if self.not_graded:  # no verdict stands: the student's code was never run
+            return NotebookResult(implementation=self.config.getoption("--impl") or self.impl.name,
+                                  torch=torch.__version__, error=self.not_graded)  # fmt: skip
         skipped = self.from_workers if distributed else self.impl.skipped_cells()
         return NotebookResult(
             implementation=self.config.getoption("--impl") or self.impl.name,

@@ -151,6 +151,8 @@ class NotebookResult:
 
     def markdown_lines(self) -> list[str]:
         lines = [f"{self.implementation}: {self.summary()} (torch {self.torch}, training seed {self.train_seed})", ""]
+        if self.error:
+            return lines[:1]
         if self.sandbox:
             lines += [f"Its code ran {self.sandbox}.", ""]
         lines += [

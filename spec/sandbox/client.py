@@ -4,10 +4,11 @@ The worker (spec/sandbox/worker.py) is spawned fresh, never forked from the grad
 folder, with a scrubbed environment and only its two pipes open. Where bubblewrap runs (`apt-get install
 bubblewrap`), it runs inside it: a read-only root, no network, its own user (nobody), process and IPC
 namespaces, the checkout (the spec, the data, mnist_lab) and the submission's own folder hidden, only its
-temporary folder writable. Everywhere, resource limits: file size, open files, memory (RLIMIT_DATA), core
-dumps; and, where cgroups can be made, a bound on its processes and on its memory, and every process in
-them dies with it.
-`Containment.line()` says which a run had.
+temporary folder writable; the interpreter's own folders are shown wherever they are (a venv under /tmp,
+in the checkout, behind links). Everywhere, resource limits: file size, open files, memory (RLIMIT_DATA),
+core dumps; and a bound on its processes and memory, whichever this host allows (spec/sandbox/bounds.py).
+`Containment.line()` says which a run had. A worker says it is ready before any student code reaches it:
+one that never does is the grader's failure (SandboxError, "not graded"), never the student's.
 
 A worker that dies, hangs past the caller's time limit or sends what is not a message is killed with its
 whole process group; the next request starts a fresh one and replays the notebook's definitions.
@@ -23,6 +24,7 @@ import resource
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -35,16 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from spec.sandbox import wire
+from spec.sandbox import bounds, wire
+from spec.sandbox.bounds import bounded_cgroup, remove_cgroup
+
+__all__ = ["Containment", "SandboxError", "Worker", "WorkerError", "bounded_cgroup", "containment", "remove_cgroup",
+           "self_check"]
 
 WORKER = Path(__file__).with_name("worker.py")
 REPO = WORKER.parents[2]
 FILE_LIMIT = 256 << 20  # bytes of any one file the worker writes, its output log included
-MEMORY_LIMIT = 8 << 30  # bytes of data segment: training LeNet on MNIST needs about 2 GB
 OPEN_FILES = 256
-PROCESSES = 256  # processes and threads at once, where a pids cgroup can be made: a fork bomb stops there
-CGROUPS = Path("/sys/fs/cgroup")  # cgroup v1: a hierarchy per controller
-CGROUP_LIMITS = {"pids": ("pids.max", PROCESSES), "memory": ("memory.limit_in_bytes", MEMORY_LIMIT)}
+GREETING_TIMEOUT = 300  # seconds for a fresh worker to import torch and say it is ready, on a loaded machine
 BY_VALUE = 1 << 20  # bytes: a tensor larger than this reaches the worker as a file it maps, once
 SIGNALS = {
     signal.SIGKILL: "was killed (SIGKILL: out of memory, or a limit)",
@@ -58,13 +61,17 @@ class WorkerError(Exception):
     """The worker died, hung or answered with what is not a message: one line that says how."""
 
 
+class SandboxError(Exception):
+    """The grader could not start a worker: the grader's failure, never the student's (no student code had
+    run when it happened). One line that says why."""
+
+
 @dataclass(frozen=True)
 class Containment:
     kind: str  # "bubblewrap" or "process"
 
     def line(self) -> str:
-        bounds = {"pids": f", at most {PROCESSES} processes", "memory": f", at most {MEMORY_LIMIT >> 30} GiB resident"}
-        cgroups = "".join(bounds[controller] for controller in cgroup_controllers())
+        cgroups = bounds.plan().line()
         if self.kind == "bubblewrap":
             return ("in a worker under bubblewrap: read-only root, no network, user nobody, the checkout and the "
                     f"submission's folder hidden, resource limits{cgroups}")  # fmt: skip
@@ -83,54 +90,9 @@ def containment() -> Containment:
     return Containment("process")
 
 
-@functools.cache
 def cgroup_controllers() -> tuple[str, ...]:
-    """The controllers of CGROUP_LIMITS in which this process may make cgroups (cgroup v1, as root in most
-    containers). Those a grader that ended without cleaning up left behind are removed here, with anything
-    still in them."""
-    usable = []
-    for controller in CGROUP_LIMITS:
-        parent = cgroup_parent(controller)
-        probe = parent / f"mnist-lab-probe-{os.getpid()}"
-        try:
-            probe.mkdir()
-            probe.rmdir()
-        except OSError:
-            continue
-        usable.append(controller)
-        for stale in parent.glob("mnist-lab-*"):
-            owner = stale.name.split("-")[2]
-            if owner.isdigit() and not _alive(int(owner)):
-                remove_cgroup(stale, tries=2)
-    return tuple(usable)
-
-
-def cgroup_parent(controller: str, membership: str | None = None) -> Path:
-    """Where a worker's cgroup goes: beneath this process's own (`membership`, /proc/self/cgroup's lines),
-    so that whatever bounds the grader (a container's limit, a test's) bounds its workers too; the
-    hierarchy's root where this process's own is not mounted there."""
-    if membership is None:
-        try:
-            membership = Path("/proc/self/cgroup").read_text()
-        except OSError:
-            membership = ""
-    for line in membership.splitlines():
-        _, controllers, own = line.split(":", 2)
-        if controller in controllers.split(","):
-            nested = CGROUPS / controller / own.lstrip("/")
-            if nested.is_dir():
-                return nested
-    return CGROUPS / controller
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """The controllers in which each worker gets a bounded cgroup of its own here (spec/sandbox/bounds.py)."""
+    return bounds.plan().controllers if bounds.plan().parents else ()
 
 
 _BWRAP_BASE = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
@@ -195,6 +157,7 @@ class Worker:
         self.definitions: dict[str, Any] | None = None  # replayed by every fresh worker
         self.generation = 0  # how many workers were started: a handle is valid only in its own
         self.cgroups: list[Path] = []
+        self.greeted = False  # whether this worker said it is ready: until then a failure is the grader's
         self._files: _Files = {}  # those written for this worker
 
     # --- the process ----------------------------------------------------------------------------------
@@ -209,9 +172,7 @@ class Worker:
         hidden = [*self.hidden, REPO]
         for folder in hidden:
             args += ["--tmpfs", str(folder)]
-        for needed in dict.fromkeys([sys.base_prefix, sys.prefix]):  # Python itself, and a venv in the checkout
-            if any(Path(needed).is_relative_to(folder) for folder in hidden):
-                args += ["--ro-bind", needed, needed]
+        args += interpreter_binds([Path("/tmp"), *hidden])  # a venv under /tmp, in the checkout, ...
         args += ["--ro-bind", str(WORKER.parent), sandbox, "--bind", str(self.folder), str(self.folder)]
         if self.data is not None:
             args += ["--ro-bind", str(self.data), str(self.data)]
@@ -230,25 +191,33 @@ class Worker:
         threads = str(torch.get_num_threads())
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.folder), "LANG": "C.UTF-8", "OMP_NUM_THREADS": threads,
                "MNIST_LAB_REPLY_FD": str(write)}  # fmt: skip
-        if "CUDA_VISIBLE_DEVICES" in os.environ:
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        for name in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):  # LD_LIBRARY_PATH: an interpreter may need it
+            if name in os.environ:
+                env[name] = os.environ[name]
+        plan = bounds.plan()
         self.cgroups = self._cgroups()
+        nproc = bounds.process_limit() if plan.how == "rlimit" else None
         try:
             with (self.folder / "sandbox.log").open("wb") as log:  # bubblewrap's own complaints, if any
                 self.proc = subprocess.Popen(
-                    self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder, env=env,
-                    pass_fds=[write], start_new_session=True, preexec_fn=functools.partial(_limits, self.cgroups),
+                    plan.wrap(self.command(), env), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder,
+                    env=plan.scope_env(env), pass_fds=[write], start_new_session=True,
+                    preexec_fn=functools.partial(_limits, self.cgroups, nproc),
                 )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as err:  # SubprocessError: _limits failed in the child
+            self.kill()
+            raise SandboxError(f"the grader could not start its sandbox ({self.sandbox.kind}): {err}") from None
         finally:
             os.close(write)
         self.replies = read
         self.generation += 1
+        self.greeted = False
 
     def _cgroups(self) -> list[Path]:
-        """A cgroup with its CGROUP_LIMITS bound in each controller that has them, for the next worker."""
+        """A cgroup bounded in each controller that can have one here (spec/sandbox/bounds.py), for the next
+        worker."""
         name = f"{id(self)}-{self.generation}"
-        made = (bounded_cgroup(controller, name, CGROUP_LIMITS[controller][1]) for controller in cgroup_controllers())
-        return [cgroup for cgroup in made if cgroup is not None]
+        return bounds.plan().cgroup(name)
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -257,7 +226,7 @@ class Worker:
             self.proc.wait()
             self.proc = None
         for cgroup in self.cgroups:
-            remove_cgroup(cgroup)
+            bounds.remove_cgroup(cgroup)
         self.cgroups = []
         if self.replies >= 0:
             os.close(self.replies)
@@ -282,9 +251,39 @@ class Worker:
             self.start()
         return self._exchange({**message, "rng": generator_states()}, timeout)
 
+    def _greet(self) -> None:
+        """Wait for a fresh worker to say it is ready, before any student code reaches it: a worker that cannot
+        start (an interpreter the sandbox hides, a broken bubblewrap, torch that does not import) is the
+        grader's failure, a SandboxError, never the notebook's."""
+        try:
+            hello = wire.receive(_Deadline(self.replies, time.monotonic() + GREETING_TIMEOUT))
+            if hello.get("ready") is not True:
+                raise wire.WireError(f"it said {str(hello)[:100]} for hello")
+        except (TimeoutError, EOFError, wire.WireError) as err:
+            why = "did not say it was ready" if isinstance(err, TimeoutError | EOFError) else str(err)
+            said = self._said()
+            self.kill()
+            raise SandboxError(f"the grader could not start its sandbox ({self.sandbox.kind}): the worker {why}"
+                               f"{'; it said: ' + said if said else ''}") from None  # fmt: skip
+        except BaseException:  # pytest-timeout's signal, Ctrl-C: a worker half started is no worker
+            self.kill()
+            raise
+        self.greeted = True
+
+    def _said(self) -> str:
+        """The last line the worker or bubblewrap wrote before it died, if any."""
+        for log in ("sandbox.log", "worker-output.log"):
+            with contextlib.suppress(OSError):
+                lines = (self.folder / log).read_text(errors="replace").strip().splitlines()
+                if lines:
+                    return lines[-1][:200]
+        return ""
+
     def _exchange(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         assert self.proc is not None
         assert self.proc.stdin is not None
+        if not self.greeted:
+            self._greet()
         try:
             wire.send(self.proc.stdin, message)
             return wire.receive(_Deadline(self.replies, time.monotonic() + timeout))
@@ -334,36 +333,82 @@ class Worker:
         return {**spec, "__file__": file}
 
 
-def bounded_cgroup(controller: str, name: str, value: int) -> Path | None:
-    """A cgroup `mnist-lab-PID-name` of `controller` beneath this process's own, its CGROUP_LIMITS bound set to
-    `value`, or None where it cannot be made; remove_cgroup removes it."""
-    cgroup = cgroup_parent(controller) / f"mnist-lab-{os.getpid()}-{name}"
-    try:
-        cgroup.mkdir(exist_ok=True)
-        (cgroup / CGROUP_LIMITS[controller][0]).write_text(str(value))
-    except OSError:
-        return None
-    return cgroup
-
-
-def remove_cgroup(cgroup: Path, tries: int = 40) -> None:
-    """Kill whatever is left in the worker's cgroup (a child that left its process group too), then remove it."""
-    for _ in range(tries):
-        if not cgroup.exists():
-            return
-        with contextlib.suppress(OSError):
-            for pid in (cgroup / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(int(pid), signal.SIGKILL)
-            cgroup.rmdir()
-            return
-        time.sleep(0.05)
-
-
-def _limits(cgroups: list[Path]) -> None:
-    """In the child, before it runs the worker: the resource limits, and the cgroups its processes share."""
-    for cgroup in cgroups:
-        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-    for limit, value in ((resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_NOFILE, OPEN_FILES),
-                         (resource.RLIMIT_DATA, MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)):  # fmt: skip
+def _limits(cgroups: list[Path], processes: int | None) -> None:
+    """In the child, before it runs the worker: the resource limits, and the cgroups its processes share;
+    RLIMIT_NPROC where no cgroup or scope bounds its processes."""
+    bounds.join_cgroups(cgroups)
+    limits = [(resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_NOFILE, OPEN_FILES),
+              (resource.RLIMIT_DATA, bounds.MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)]  # fmt: skip
+    if processes is not None:
+        limits.append((resource.RLIMIT_NPROC, processes))
+    for limit, value in limits:
         resource.setrlimit(limit, (value, value))
+
+
+def interpreter_paths() -> list[str]:
+    """What this interpreter needs to start and import torch: its prefixes (a venv's, its base's, the real
+    installation's), its site-packages, torch's and numpy's, the folders of LD_LIBRARY_PATH, then its
+    executable and every link on the way to it."""
+    real = Path(os.path.realpath(sys.executable))
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(real.parent.parent)]
+    paths += [*site.getsitepackages(), *(str(Path(m.__file__).parent.parent) for m in (torch, np))]
+    paths += [*os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep), sys.executable]
+    return [os.path.abspath(path) for path in dict.fromkeys(paths) if path]
+
+
+def interpreter_binds(hidden: list[Path]) -> list[str]:
+    """bubblewrap's arguments that show the interpreter's paths (interpreter_paths) where a folder in `hidden`
+    would hide them: the real folders and files read-only, and every symbolic link on the way to them (a
+    link to the venv, to the interpreter) made again as a link."""
+
+    def hides(path: Path) -> bool:
+        return any(path.is_relative_to(folder) for folder in hidden)
+
+    links: dict[Path, str] = {}
+    real: list[Path] = []
+    queue = [Path(path) for path in interpreter_paths()]
+    while queue and len(links) < 64:  # a loop of links ends here
+        path = queue.pop(0)
+        for step in [*reversed(path.parents), path]:
+            if step.is_symlink() and step not in links:
+                links[step] = os.readlink(step)
+                queue.append(step.parent / links[step])
+        if path.exists():
+            real.append(Path(os.path.realpath(path)))
+    shown: list[Path] = []
+    for path in sorted(dict.fromkeys(real), key=lambda p: len(p.parts)):  # a folder before what is in it
+        if hides(path) and not any(path.is_relative_to(folder) for folder in shown):
+            shown.append(path)
+    # A link inside a folder shown is there already; one reached through another link, as that link's target.
+    made = [link for link in links if link.parent == Path(os.path.realpath(link.parent))
+            and hides(link) and not any(link.is_relative_to(folder) for folder in shown)]  # fmt: skip
+    return [*(arg for path in shown for arg in ("--ro-bind", str(path), str(path))),
+            *(arg for link in made for arg in ("--symlink", links[link], str(link)))]  # fmt: skip
+
+
+SELF_CHECK = "def double(x):\n    return x * 2\n"  # a known-good definition, asked as grading asks a student's
+
+
+def self_check(data: Path | None = None) -> str | None:
+    """Start a worker as grading starts one, build a known-good definition in it and call it: None where that
+    works, else one line that says why grading cannot run here. A batch and the autograder run it before
+    grading anyone, so that a broken sandbox stops them once, not fails every student."""
+    with tempfile.TemporaryDirectory(prefix="mnist-lab-self-check-") as submission:
+        worker = Worker(hidden=[Path(submission)], data=data)
+        cell = {"filename": "<self-check>", "source": SELF_CHECK, "label": "self-check", "script": True}
+        try:
+            defined = worker.define({"op": "define", "file": "self-check.py", "cells": [cell],
+                                     "statements": [{"filename": "<self-check>", "index": 0}]})  # fmt: skip
+            if defined["failed"]:
+                return f"the grader's sandbox cannot build a known-good definition: {defined['failed'][0]}"
+            argument = {"__tensor__": np.arange(3.0), "device": "cpu", "requires_grad": False}
+            reply = worker.request({"op": "call", "name": "double", "args": [argument], "kwargs": {}}, timeout=120)
+        except (SandboxError, WorkerError) as err:
+            return str(err) if isinstance(err, SandboxError) else f"the grader's sandbox failed its self-check: {err}"
+        finally:
+            worker.close()
+    value = reply.get("value")
+    got = value.get("__tensor__") if isinstance(value, dict) else None
+    if got is None or not np.array_equal(got, [0.0, 2.0, 4.0]):
+        return f"the grader's sandbox answered its self-check wrongly: {str(reply)[:200]}"
+    return None
