@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     sw.add_argument(
         "--engine", choices=SWEEP_ENGINES, default="auto",
-        help="vmap: all seeds in one batched step (auto on CUDA); sequential: one run after another (auto on the CPU)",
+        help="vmap: all seeds in one batched step (auto on CUDA); sequential: one run after another (auto on the "
+        "CPU); bmm: vmap's batched step written out as batched matrix products",
     )  # fmt: skip
     sw.add_argument("--data", help=data_help)
     sw.add_argument("--json", metavar="PATH", help="write every seed's accuracies and the summary as one JSON object")

@@ -157,6 +157,7 @@ class DeviceSteps:
         for p in params:  # 0 * momentum + g is SGD's first step
             self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by the number of minibatches replayed
+        self.capture_error: str | None = None  # why no graph was kept, where a capture failed
 
     def new_epoch(self, order: torch.Tensor) -> None:
         self.order.copy_(order)
@@ -164,7 +165,10 @@ class DeviceSteps:
 
     def describe(self) -> dict[str, Any]:
         threads = (self.threads or torch.get_num_threads()) if self.x.device.type == "cpu" else None
-        return {"engine": "autograd", "threads": threads, "cuda_graphs": sorted(self.graphs)}
+        described = {"engine": "autograd", "threads": threads, "cuda_graphs": sorted(self.graphs)}
+        if self.capture_error is not None:
+            described["cuda_graph_error"] = self.capture_error
+        return described
 
     def run(self, start: int, stop: int) -> None:
         start = self._replay(start, stop)
@@ -215,7 +219,8 @@ class DeviceSteps:
 
     def capture(self) -> None:
         """Capture a graph for each number of full minibatches run() replays at once
-        (`spans()`), leaving no trace in the run.
+        (`spans()`), leaving no trace in the run. Where a capture fails (an error from CUDA, cuBLAS
+        or the step), no graph is kept and run() runs every step eagerly: `capture_error` says why.
 
         The warm-up the CUDA-graph docs ask for (steps on a side stream) trains on minibatch 0
         of the current order; afterwards the weights, momentum, losses, window buffers and the
@@ -226,10 +231,17 @@ class DeviceSteps:
             return
         saved = [s.detach().clone() for s in self._state()]
         rng = torch.cuda.get_rng_state(self.x.device)
-        self._warm_up()
-        pool = torch.cuda.graph_pool_handle()
-        for span in sorted(spans, reverse=True):
-            self.graphs[span] = self._record(span, pool)
+        stream = torch.cuda.current_stream(self.x.device)
+        try:
+            self._warm_up()
+            pool = torch.cuda.graph_pool_handle()
+            for span in sorted(spans, reverse=True):
+                self.graphs[span] = self._record(span, pool)
+        except RuntimeError as err:  # torch.AcceleratorError too: the run goes on eagerly, and says why
+            self.graphs.clear()
+            self.capture_error = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+            torch.cuda.set_stream(stream)  # a failed capture_end leaves torch.cuda.graph's capture stream current
+            torch.cuda.synchronize(self.x.device)  # where CUDA itself is broken, this raises: nothing to fall back to
         with torch.no_grad():
             for state, value in zip(self._state(), saved, strict=True):
                 state.copy_(value)

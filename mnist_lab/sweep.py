@@ -1,7 +1,7 @@
 """Many seeds of one recipe: `train_many`, and the distribution of their test accuracy.
 
 Each seed's run is exactly what `train(seed=s)` does: its own initial weights (torch seeded with s)
-and its own shuffling (NumPy's default_rng(s)). Two engines:
+and its own shuffling (NumPy's default_rng(s)). Three engines:
 
 - "sequential": train() for each seed, one after another, on its fastest path (on the CPU, the
   fast CPU step);
@@ -9,6 +9,8 @@ and its own shuffling (NumPy's default_rng(s)). Two engines:
   stack_module_state) and one vmapped forward and backward (functional_call, grad_and_value)
   serves every seed, each on its own minibatch; SGD with momentum is torch.optim.SGD's, fused, on
   the stacked tensors. On CUDA, windows of steps replay from graphs, as train()'s do.
+- "bmm": the same population, its gradients written out as batched matrix products over the
+  unfolded images (batched.py) instead of vmap's grouped convolutions; the same update and graphs.
 
 "auto" is vmap on CUDA and sequential on the CPU, where batching seeds was measured slower.
 """
@@ -19,18 +21,20 @@ import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
+from . import batched, fast_cpu
 from .engines import DeviceSteps, minibatches
 from .errors import InputError
 from .model import LeNet
 from .train import RECIPES, Driver, Recipe, TrainResult, check_data, choose_device, train
 
-SWEEP_ENGINES = ("auto", "sequential", "vmap")
+SWEEP_ENGINES = ("auto", "sequential", "vmap", "bmm")
 MAX_SEEDS = 1024  # a sweep beyond this is a typo, not an experiment
 # The assignment's single draws, by number of epochs: Q31 (CPU, 3 epochs) and Q33 (10 epochs).
 PRINTED_ACCURACY = {3: 94.41, 10: 98.17}
@@ -80,6 +84,8 @@ def train_many(
         raise InputError(f"a seed appears twice in {list(seeds)}")
     check_data(xtrain, ltrain, epochs)
     device = choose_device(device) if isinstance(device, str) else device
+    if engine == "bmm" and not fast_cpu.supported():
+        raise InputError(f"engine bmm calls aten overloads that torch {torch.__version__} lacks; use vmap")
     if engine == "auto":
         engine = "vmap" if device.type == "cuda" else "sequential"
     if engine == "sequential":
@@ -90,17 +96,24 @@ def train_many(
                         on_epoch=callback)  # fmt: skip
             results.append(run)
         return results
-    return _Population(xtrain, ltrain, list(seeds), recipe, epochs, device).train(on_epoch)
+    return _Population(xtrain, ltrain, list(seeds), recipe, epochs, device, engine).train(on_epoch)
 
 
 class _Population(DeviceSteps):
-    """The seeds' LeNets as one stack of weights, trained by one vmapped SGD step a minibatch
-    (captured in CUDA graphs on CUDA, as a single run's steps are)."""
+    """The seeds' LeNets as one stack of weights, trained by one batched SGD step a minibatch, vmapped or
+    by batched.lenet_grads (`engine`), captured in CUDA graphs on CUDA, as a single run's steps are."""
 
     def __init__(
-        self, x: torch.Tensor, labels: torch.Tensor, seeds: list[int], recipe: Recipe, epochs: int, device: torch.device
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        seeds: list[int],
+        recipe: Recipe,
+        epochs: int,
+        device: torch.device,
+        engine: str = "vmap",
     ) -> None:
-        self.seeds, self.epochs, self.device = seeds, epochs, device
+        self.seeds, self.epochs, self.device, self.engine = seeds, epochs, device, engine
         x, labels = x.to(device).contiguous(), labels.to(device)
         self.nets = []
         for seed in seeds:  # as train(seed=s): torch seeded, then the recipe's net
@@ -115,9 +128,12 @@ class _Population(DeviceSteps):
         def loss(params: tuple[torch.Tensor, ...], x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(functional_call(base, dict(zip(self.names, params, strict=True)), (x,)), labels)
 
-        self.step_all = vmap(grad_and_value(loss))
+        self.step_all = batched.lenet_grads if engine == "bmm" else vmap(grad_and_value(loss))
         if device.type == "cuda":
             self.capture()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "engine": self.engine, "seeds": len(self.seeds)}
 
     def _step(self, idx: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """idx: (seeds, minibatch), each seed's own images; the seeds' losses."""
@@ -143,6 +159,8 @@ class _Population(DeviceSteps):
         if on_epoch is not None:
             driver.on_epoch = lambda i, epoch, result: on_epoch(self.seeds[i], epoch, result)
         driver.train(self.epochs)
+        for result in results:
+            result.engine = self.describe()
         return results
 
 

@@ -163,7 +163,8 @@ def first_epochs_differ(
         return f"backprop_deep(T={epochs + 1}) did not draw one np.random.permutation an epoch"
     # CPU arithmetic repeats exactly; a GPU's atomics may round apart, so a T-dependent step is what differs
     for name, want in finals[0].items():
-        if not torch.allclose(states[epochs - 1][name], want, rtol=1e-4, atol=1e-6):
+        # on the CPU: a sandboxed net's epoch states come back as arrays, its final weights on its device
+        if not torch.allclose(states[epochs - 1][name].cpu(), want.cpu(), rtol=1e-4, atol=1e-6):
             return f"{name} after {epochs} epochs differs between T={epochs} and T={epochs + 1}"
     return None
 

@@ -4,11 +4,15 @@ trains it; the seed list is parsed strictly; the summary counts the printed figu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value, vmap
 
-from mnist_lab import RECIPES, InputError, TrainingDivergedError, train
+from mnist_lab import RECIPES, InputError, TrainingDivergedError, TrainResult, batched, fast_cpu, train
+from mnist_lab.model import LeNet, he_init_
 from mnist_lab.sweep import MAX_SEEDS, Summary, parse_seeds, train_many
 from spec.package_tests.support import assert_same_weights
 
@@ -24,27 +28,74 @@ def subset(mnist) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:4000], labels[:4000]
 
 
-@pytest.mark.parametrize("engine", ["vmap", "sequential"])
+@pytest.fixture(scope="module")
+def train_runs(subset) -> Callable[[str, torch.device], list[TrainResult]]:
+    """`runs(recipe, device)`: train(seed=s) for each of SEEDS, 2 epochs of IMAGES[recipe], cuDNN's TF32 off;
+    memoised, so that each engine's test compares with the same runs, made once."""
+    runs: dict[tuple[str, str], list[TrainResult]] = {}
+
+    def run(recipe: str, device: torch.device) -> list[TrainResult]:
+        if (recipe, device.type) not in runs:
+            x, labels = (t[: IMAGES[recipe]] for t in subset)
+            chosen = RECIPES[recipe]
+            with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+                runs[recipe, device.type] = [
+                    train(x, labels, recipe=chosen, epochs=2, seed=seed, device=device, log=None, engine="autograd")
+                    for seed in SEEDS
+                ]
+        return runs[recipe, device.type]
+
+    return run
+
+
+@pytest.mark.parametrize("engine", ["vmap", "bmm", "sequential"])
 @pytest.mark.parametrize("recipe", ["assignment", "default"])
-def test_each_seed_trains_as_train_does(subset, device: torch.device, recipe: str, engine: str) -> None:
+def test_each_seed_trains_as_train_does(subset, train_runs, device: torch.device, recipe: str, engine: str) -> None:
     """Same seeds, same data: train_many's weights and logged losses are train(seed=s)'s, for each s.
 
     On CUDA both run with cuDNN's TF32 off: vmap turns the seeds' convolutions into one grouped
     convolution, whose TF32 rounding (10-bit mantissa) differs from a single one's by more than
-    float32 rounding does; with TF32 off they agree to float32 rounding."""
+    float32 rounding does, and bmm's are float32 matrix products; with TF32 off they agree to float32
+    rounding."""
     x, labels = (t[: IMAGES[recipe]] for t in subset)
     chosen = RECIPES[recipe]
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         many = train_many(x, labels, SEEDS, recipe=chosen, epochs=2, device=device, engine=engine)
-        wants = [
-            train(x, labels, recipe=chosen, epochs=2, seed=seed, device=device, log=None, engine="autograd")
-            for seed in SEEDS
-        ]
+    wants = train_runs(recipe, device)
     assert len(many) == len(SEEDS), f"{len(many)} results for {len(SEEDS)} seeds"
     for seed, got, want in zip(SEEDS, many, wants, strict=True):
         assert_same_weights(got.net, want.net, f"seed {seed}, train_many({engine!r}) against train()")
         assert len(got.epoch_seconds) == 2, f"seed {seed}: {len(got.epoch_seconds)} epoch timings, not 2"
         assert [row[:2] for row in got.loss_log] == [row[:2] for row in want.loss_log], f"seed {seed}: loss log"
+
+
+@pytest.mark.parametrize("n", [100, 37])
+def test_bmm_gradients_are_vmaps(device: torch.device, n: int) -> None:
+    """batched.lenet_grads against vmap(grad_and_value) of LeNet's cross-entropy: 3 seeds' own weights (He's, so
+    that ReLUs fire), random images, a full minibatch and a short one; gradients to float32 rounding."""
+    names = [name for name, _ in LeNet().named_parameters()]
+    stacked = [torch.stack(ps) for ps in zip(*(he_init_(LeNet()).parameters() for _ in range(3)), strict=True)]
+    params = tuple(p.detach().to(device) for p in stacked)
+    x, labels = torch.randn(3, n, 1, 28, 28, device=device), torch.randint(0, 10, (3, n), device=device)
+    base = LeNet().to("meta")
+
+    def loss(ps: tuple[torch.Tensor, ...], x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(base, dict(zip(names, ps, strict=True)), (x,)), labels)
+
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        want, want_losses = vmap(grad_and_value(loss))(params, x, labels)
+    got, got_losses = batched.lenet_grads(params, x, labels)
+    torch.testing.assert_close(got_losses, want_losses, msg=lambda m: f"losses: {m}")
+    for name, g, w in zip(names, got, want, strict=True):
+        assert g.shape == w.shape, f"{name}: gradient {tuple(g.shape)}, not {tuple(w.shape)}"
+        assert g.is_contiguous(), f"{name}: gradient not contiguous (fused SGD updates it with the weights)"
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_bmm_is_refused_where_torch_lacks_its_overloads(subset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_cpu, "supported", lambda: False)
+    with pytest.raises(InputError, match="engine bmm calls aten overloads"):
+        train_many(*(t[:100] for t in subset), [0], epochs=1, device="cpu", engine="bmm")
 
 
 def test_the_seeds_differ(subset) -> None:
@@ -56,7 +107,7 @@ def test_the_seeds_differ(subset) -> None:
 
 def test_on_epoch_sees_every_seed_after_every_epoch(subset) -> None:
     x, labels = (t[:300] for t in subset)
-    for engine in ("vmap", "sequential"):
+    for engine in ("vmap", "bmm", "sequential"):
         seen: list[tuple[int, int]] = []
         train_many(x, labels, [4, 2], epochs=2, device="cpu", engine=engine,
                    on_epoch=lambda seed, epoch, result, seen=seen: seen.append((seed, epoch)))  # fmt: skip

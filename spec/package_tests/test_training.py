@@ -265,6 +265,29 @@ def test_capturing_the_cuda_graph_leaves_no_trace(subset, n: int) -> None:
     assert torch.equal(torch.cuda.get_rng_state(), rng), "the capture moved the CUDA generator"
 
 
+@pytest.mark.cuda
+def test_a_failed_capture_leaves_the_run_eager_and_untouched(subset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture that raises (as cuBLASLt once did mid-capture on the GPU runner) keeps no graph, puts the state
+    and the current stream back, and the run trains eagerly, as the printed loop does, saying why."""
+    x, labels = (t[: 5 * B // 2].to("cuda") for t in subset)
+    recipe = RECIPES["default"]
+    steps = AutogradSteps(recipe.make_net().cuda(), x, labels, recipe, total=10)
+    steps.new_epoch(torch.randperm(len(x), device="cuda"))
+    before, stream = [s.detach().clone() for s in steps._state()], torch.cuda.current_stream()
+
+    def failing(self: AutogradSteps, span: int, pool: tuple[int, int]) -> torch.cuda.CUDAGraph:
+        raise RuntimeError("CUBLAS_STATUS_INTERNAL_ERROR (as planted by the test)\nmore lines")
+
+    monkeypatch.setattr(AutogradSteps, "_record", failing)
+    steps.capture()
+    assert not steps.graphs, f"graphs kept after a failed capture: {sorted(steps.graphs)}"
+    assert steps.describe()["cuda_graph_error"] == "RuntimeError: CUBLAS_STATUS_INTERNAL_ERROR (as planted by the test)"
+    assert torch.cuda.current_stream() == stream, "the failed capture left another stream current"
+    for i, (after, was) in enumerate(zip(steps._state(), before, strict=True)):
+        torch.testing.assert_close(after, was, rtol=0, atol=0, msg=lambda m, i=i: f"state {i} changed: {m}")
+    assert_trains_as_the_printed_loop(*(t[: 5 * B // 2] for t in subset), "assignment", "autograd", 2, steps.x.device)
+
+
 BAD_DATA = {
     "no images": (lambda x, labels: (x[:0], labels[:0]), "no images to train on"),
     "fewer labels": (lambda x, labels: (x, labels[:-1]), r"labels must be \(N,\) = \(150,\)"),
