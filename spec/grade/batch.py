@@ -174,8 +174,9 @@ def grade(
     data = tempfile.TemporaryDirectory(prefix="mnist-lab-mnist-")
     try:
         if todo:
-            args += shared_mnist(Path(data.name))
-            sandbox_check(Path(data.name) if "--mnist-folder" in args else None)
+            shared = shared_mnist(Path(data.name))
+            args += shared
+            sandbox_check(Path(data.name) if shared else None)
         if pytorch and batch.pytorch is None:
             batch.pytorch = grade_one(None, timeout, ["--questions", ",".join(pytorch), *pytest_args], threads)
             outcomes = Counter(q.outcome for q in batch.pytorch.questions)

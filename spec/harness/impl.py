@@ -48,7 +48,7 @@ class Loaded:
     module: ModuleType | None
     notebook: Any = None  # spec.harness.notebook.Notebook, for a notebook or script
     error: str | None = None  # why nothing could be loaded, in one line
-    not_graded: str | None = None  # the grader's own failure: its sandbox did not start
+    not_graded: str | None = None  # the grader's own failure: why its sandbox did not start (SandboxError's)
 
 
 class Implementation:
@@ -68,7 +68,7 @@ class Implementation:
             try:
                 self._spawned.spawn()
             except SandboxError as err:
-                self._not_graded = f"not graded: {err}"
+                self._not_graded = str(err)
 
     @property
     def grading(self) -> bool:
@@ -89,7 +89,7 @@ class Implementation:
         except notebook.NotebookError as err:
             return Loaded(None, error=str(err))
         except SandboxError as err:  # before any of the notebook ran: the grader's failure
-            return Loaded(None, not_graded=f"not graded: {err}")
+            return Loaded(None, not_graded=str(err))
         return Loaded(None, notebook=built)
 
     def __getattr__(self, name: str) -> Any:
@@ -97,7 +97,7 @@ class Implementation:
             raise AttributeError(f"{name} is not in the contract (spec/harness/contract.py)")
         loaded = self.loaded
         if loaded.not_graded:
-            raise SandboxError(loaded.not_graded.removeprefix("not graded: "))
+            raise SandboxError(loaded.not_graded)
         if loaded.error:
             pytest.fail(loaded.error, pytrace=False)
         if CONTRACT[name].written_by == "course" and self.serves_course:
@@ -152,7 +152,7 @@ class Implementation:
             return f"in the grader's process ({self.name} is trusted)"
         loaded = self.__dict__.get("loaded")  # never built here only to say so (xdist's controller)
         if loaded is not None and loaded.not_graded:
-            return f"nowhere: no worker started ({loaded.not_graded.removeprefix('not graded: ')})"
+            return f"nowhere: no worker started ({loaded.not_graded})"
         return containment().line()
 
     def close(self) -> None:

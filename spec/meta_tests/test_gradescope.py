@@ -25,7 +25,7 @@ from spec.gradescope.rubric import GRADED, Rubric, RubricError
 from spec.meta_tests.broken.mistakes import FOLDER as BROKEN
 from spec.meta_tests.broken.mistakes import MISTAKES, RUNS, SOLUTION
 from spec.reports.verdicts import NotebookResult, QuestionVerdict
-from spec.sandbox import client
+from spec.sandbox import bounds
 
 GRADESCOPE_MEMORY = 1536 << 20  # bytes: Gradescope's "1.0 CPU, 1.5 GB" setting, the least that grades the solution
 # Opt-in: the full setup.sh and run_autograder with these Pythons as the image's python3 ("3.10 3.12"), each a
@@ -449,13 +449,13 @@ def run_autograder(root: Path, cgroup: Path | None = None) -> dict:
 def gradescope_memory() -> Iterator[Path | None]:
     """A memory cgroup bounded as the Gradescope setting the docs name (GRADESCOPE_MEMORY), where one can be
     made (cgroup v1, as root); the sandboxed worker's own cgroup goes beneath it. None elsewhere."""
-    usable = "memory" in client.cgroup_controllers()
-    cgroup = client.bounded_cgroup("memory", "gradescope", GRADESCOPE_MEMORY) if usable else None
+    usable = "memory" in bounds.cgroup_controllers()
+    cgroup = bounds.bounded_cgroup("memory", "gradescope", GRADESCOPE_MEMORY) if usable else None
     try:
         yield cgroup
     finally:
         if cgroup is not None:
-            client.remove_cgroup(cgroup)
+            bounds.remove_cgroup(cgroup)
 
 
 @pytest.mark.grading

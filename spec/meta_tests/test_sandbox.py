@@ -206,7 +206,7 @@ def test_under_bubblewrap_the_worker_cannot_reach_a_server_on_this_machine(tmp_p
             server.accept()  # nobody came
 
 
-@pytest.mark.skipif("pids" not in client.cgroup_controllers(), reason="no pids cgroup can be made here (v1, as root)")
+@pytest.mark.skipif("pids" not in bounds.cgroup_controllers(), reason="no pids cgroup can be made here (v1, as root)")
 def test_a_fork_bomb_stops_at_the_process_limit(script) -> None:
     built = script(
         "def forks(x):\n    children = 0\n    try:\n        while children < 2000:\n"
@@ -217,7 +217,7 @@ def test_a_fork_bomb_stops_at_the_process_limit(script) -> None:
     assert 0 < children < bounds.PROCESSES, f"the worker forked {children} children; the limit is {bounds.PROCESSES}"
 
 
-@pytest.mark.skipif("memory" not in client.cgroup_controllers(), reason="no memory cgroup can be made here (v1, root)")
+@pytest.mark.skipif("memory" not in bounds.cgroup_controllers(), reason="no memory cgroup can be made here (v1, root)")
 def test_memory_past_the_cgroup_limit_kills_the_worker_and_says_so(script, monkeypatch: pytest.MonkeyPatch) -> None:
     limit = 800 << 20  # bytes resident: importing torch takes about 300 MB; RLIMIT_DATA (8 GB) is far off
     monkeypatch.setitem(bounds.LIMITS, "memory", limit)

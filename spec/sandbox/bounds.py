@@ -152,6 +152,11 @@ class Bounds:
         return {**env, **passed}
 
 
+def cgroup_controllers() -> tuple[str, ...]:
+    """The controllers in which each worker gets a bounded cgroup of its own here."""
+    return plan().controllers if plan().parents else ()
+
+
 def bounded_cgroup(controller: str, name: str, value: int, bounds: Bounds | None = None) -> Path | None:
     """A cgroup `mnist-lab-PID-name` beneath `bounds`' parent for `controller`, its bound set to `value`, or
     None where it cannot be made; remove_cgroup removes it. (In cgroup v2 a cgroup holds processes or turns

@@ -38,10 +38,6 @@ import numpy as np
 import torch
 
 from spec.sandbox import bounds, wire
-from spec.sandbox.bounds import bounded_cgroup, remove_cgroup
-
-__all__ = ["Containment", "SandboxError", "Worker", "WorkerError", "bounded_cgroup", "containment", "remove_cgroup",
-           "self_check"]
 
 WORKER = Path(__file__).with_name("worker.py")
 REPO = WORKER.parents[2]
@@ -88,11 +84,6 @@ def containment() -> Containment:
         if subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0:
             return Containment("bubblewrap")
     return Containment("process")
-
-
-def cgroup_controllers() -> tuple[str, ...]:
-    """The controllers in which each worker gets a bounded cgroup of its own here (spec/sandbox/bounds.py)."""
-    return bounds.plan().controllers if bounds.plan().parents else ()
 
 
 _BWRAP_BASE = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
@@ -205,8 +196,9 @@ class Worker:
                     preexec_fn=functools.partial(_limits, self.cgroups, nproc),
                 )  # fmt: skip
         except (OSError, subprocess.SubprocessError) as err:  # SubprocessError: _limits failed in the child
+            os.close(read)
             self.kill()
-            raise SandboxError(f"the grader could not start its sandbox ({self.sandbox.kind}): {err}") from None
+            raise self._not_started(str(err)) from None
         finally:
             os.close(write)
         self.replies = read
@@ -263,12 +255,14 @@ class Worker:
             why = "did not say it was ready" if isinstance(err, TimeoutError | EOFError) else str(err)
             said = self._said()
             self.kill()
-            raise SandboxError(f"the grader could not start its sandbox ({self.sandbox.kind}): the worker {why}"
-                               f"{'; it said: ' + said if said else ''}") from None  # fmt: skip
+            raise self._not_started(f"the worker {why}{'; it said: ' + said if said else ''}") from None
         except BaseException:  # pytest-timeout's signal, Ctrl-C: a worker half started is no worker
             self.kill()
             raise
         self.greeted = True
+
+    def _not_started(self, why: str) -> SandboxError:
+        return SandboxError(f"the grader could not start its sandbox ({self.sandbox.kind}): {why}")
 
     def _said(self) -> str:
         """The last line the worker or bubblewrap wrote before it died, if any."""
