@@ -21,7 +21,7 @@ from pathlib import Path
 CHILD = r"""
 import contextlib, io, json, sys, time
 import numpy as np, torch
-from mnist_lab import RECIPES, backprop_deep, load_tensors, train
+from mnist_lab import RECIPES, TrainOptions, backprop_deep, load_tensors, train
 from mnist_lab.tuning import cpu
 count = sys.argv[1]
 if count != "default":
@@ -40,7 +40,7 @@ def plain(images=len(x)):
 
 def fast():
     threads = None if count == "default" else int(count)
-    result = train(x, labels, recipe=recipe, epochs=1, seed=0, device="cpu", log=None, threads=threads)
+    result = train(x, labels, recipe, TrainOptions(epochs=1, device="cpu", threads=threads), log=None)
     return result.epoch_seconds[0], result.engine
 
 out = {"count": count, "torch_threads": torch.get_num_threads(), "cpu": cpu(), "warm_up_seconds": plain(10_000),

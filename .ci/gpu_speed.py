@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import DeviceType
 
-from mnist_lab import RECIPES, evaluate, load_tensors, train
+from mnist_lab import RECIPES, TrainOptions, evaluate, load_tensors, train
 from mnist_lab.engines import AutogradSteps
 from mnist_lab.sweep import _Population, train_many
 
@@ -108,7 +108,7 @@ def timed_train(epochs: int, images: int | None = None, **kwargs: Any) -> tuple[
     x, labels = (X, LABELS) if images is None else (X[:images], LABELS[:images])
     sync()
     start = time.perf_counter()
-    result = train(x, labels, recipe=PRINTED, epochs=epochs, seed=0, device=CUDA, log=None, **kwargs)
+    result = train(x, labels, PRINTED, TrainOptions(epochs=epochs, device=CUDA, **kwargs), log=None)
     sync()
     return result, time.perf_counter() - start
 
@@ -116,9 +116,9 @@ def timed_train(epochs: int, images: int | None = None, **kwargs: Any) -> tuple[
 X, LABELS = (t[:IMAGES].to(CUDA) for t in load_tensors("training"))
 XTEST, LTEST = (t.to(CUDA) for t in load_tensors("testing"))
 results["device"] = torch.cuda.get_device_name(0) if CUDA.type == "cuda" else "cpu"
-train(X[:2000], LABELS[:2000], recipe=PRINTED, epochs=1, device=CUDA, log=None)  # CUDA, cuDNN and cuBLAS warm
+train(X[:2000], LABELS[:2000], PRINTED, TrainOptions(epochs=1, device=CUDA), log=None)  # CUDA, cuDNN and cuBLAS warm
 with no_graphs():
-    train(X[:2000], LABELS[:2000], recipe=PRINTED, epochs=1, device=CUDA, log=None)
+    train(X[:2000], LABELS[:2000], PRINTED, TrainOptions(epochs=1, device=CUDA), log=None)
 
 
 @section("graphs")

@@ -8,11 +8,11 @@ package's own (training recipes, the fast path, many seeds at once, evaluation, 
 from .data import load, load_tensors, normalize_MNIST_images, show, to_torch_layout
 from .errors import DataError, InputError
 from .model import LeNet, he_init_
+from .recipe import RECIPES, Recipe
 from .sweep import train_many
 from .train import (
-    RECIPES,
-    Recipe,
     TrainingDivergedError,
+    TrainOptions,
     TrainResult,
     backprop_deep,
     choose_device,
@@ -26,6 +26,7 @@ __all__ = [
     "InputError",
     "LeNet",
     "Recipe",
+    "TrainOptions",
     "TrainResult",
     "TrainingDivergedError",
     "backprop_deep",

@@ -22,8 +22,9 @@ from .errors import DataError, InputError
 from .fast_cpu import BACKWARDS
 from .files import load_weights, save_weights, write_json
 from .model import LeNet
+from .recipe import RECIPES
 from .sweep import SWEEP_ENGINES, Summary, parse_seeds, train_many
-from .train import RECIPES, TrainingDivergedError, TrainResult, choose_device, evaluate, train
+from .train import TrainingDivergedError, TrainOptions, TrainResult, choose_device, evaluate, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -216,10 +217,11 @@ def _train(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    result = train(
-        xtrain, ltrain, recipe=recipe, epochs=args.epochs, seed=args.seed, device=device, on_epoch=report,
-        threads=args.threads, engine=args.engine, backward=args.backward,
+    options = TrainOptions(
+        epochs=args.epochs, seed=args.seed, device=device, engine=args.engine, threads=args.threads,
+        backward=args.backward,
     )  # fmt: skip
+    result = train(xtrain, ltrain, recipe, options, on_epoch=report)
     print(f"test accuracy: {accuracies[-1]:.2f}%")
     print(engine_line(result.engine))
     if args.save:

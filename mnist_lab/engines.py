@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +20,7 @@ from torch import nn
 from . import fast_cpu, tuning
 from .errors import InputError
 from .fast_cpu import BACKWARDS, FastLeNetStep, is_lenet, thread_counts, tune_malloc
-
-if TYPE_CHECKING:
-    from .train import Recipe
+from .recipe import Recipe
 
 LOG_EVERY = 100  # minibatches between printed losses, as in the assignment
 # Minibatches one CUDA graph replays: a printed window. (10 replayed as fast and captured

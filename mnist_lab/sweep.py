@@ -1,7 +1,7 @@
 """Many seeds of one recipe: `train_many`, and the distribution of their test accuracy.
 
-Each seed's run is exactly what `train(seed=s)` does: its own initial weights (torch seeded with s)
-and its own shuffling (NumPy's default_rng(s)). Three engines:
+Each seed's run is exactly what `train()` does with `TrainOptions(seed=s)`: its own initial weights
+(torch seeded with s) and its own shuffling (NumPy's default_rng(s)). Three engines:
 
 - "sequential": train() for each seed, one after another, on its fastest path (on the CPU, the
   fast CPU step);
@@ -32,7 +32,8 @@ from . import batched, fast_cpu
 from .engines import DeviceSteps, minibatches
 from .errors import InputError
 from .model import LeNet
-from .train import RECIPES, Driver, Recipe, TrainResult, check_data, choose_device, train
+from .recipe import RECIPES, Recipe
+from .train import Driver, TrainOptions, TrainResult, check_data, choose_device, train
 
 SWEEP_ENGINES = ("auto", "sequential", "vmap", "bmm")
 MAX_SEEDS = 1024  # a sweep beyond this is a typo, not an experiment
@@ -74,8 +75,8 @@ def train_many(
     engine: str = "auto",
     on_epoch: EpochCallback | None = None,
 ) -> list[TrainResult]:
-    """One LeNet per seed, each trained as `train(seed=s)` trains it; their results in the order of `seeds`.
-    With "vmap", `epoch_seconds` is all the seeds' time for each epoch, together."""
+    """One LeNet per seed, each trained as `train()` trains it with `TrainOptions(seed=s)`; their results in
+    the order of `seeds`. With "vmap", `epoch_seconds` is all the seeds' time for each epoch, together."""
     if engine not in SWEEP_ENGINES:
         raise InputError(f"engine must be one of {SWEEP_ENGINES}, not {engine!r}")
     if not seeds:
@@ -92,8 +93,8 @@ def train_many(
         results = []
         for seed in seeds:
             callback = None if on_epoch is None else (lambda epoch, result, seed=seed: on_epoch(seed, epoch, result))
-            run = train(xtrain, ltrain, recipe=recipe, epochs=epochs, seed=seed, device=device, log=None,
-                        on_epoch=callback)  # fmt: skip
+            options = TrainOptions(epochs=epochs, seed=seed, device=device)
+            run = train(xtrain, ltrain, recipe, options, log=None, on_epoch=callback)
             results.append(run)
         return results
     return _Population(xtrain, ltrain, list(seeds), recipe, epochs, device, engine).train(on_epoch)
@@ -116,7 +117,7 @@ class _Population(DeviceSteps):
         self.seeds, self.epochs, self.device, self.engine = seeds, epochs, device, engine
         x, labels = x.to(device).contiguous(), labels.to(device)
         self.nets = []
-        for seed in seeds:  # as train(seed=s): torch seeded, then the recipe's net
+        for seed in seeds:  # as train() with seed s: torch seeded, then the recipe's net
             torch.manual_seed(seed)
             self.nets.append(recipe.make_net().to(device))
         stacked, _ = stack_module_state(self.nets)

@@ -1,5 +1,6 @@
-"""Training and evaluation (Q28-Q33): the printed loop and the package's fast one, train(), whose
-epochs `Driver` runs over a step engine (engines.py); the sweep's population of seeds runs on it too."""
+"""Training and evaluation (Q28-Q33): the printed loop and the package's fast one, train(), which runs a
+recipe (recipe.py) as its `TrainOptions` say, its epochs `Driver` over a step engine (engines.py); the
+sweep's population of seeds runs on the Driver too."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from torch import nn
 from .engines import LOG_EVERY, Steps, make_steps, minibatches, windows
 from .errors import InputError
 from .fast_cpu import num_threads
-from .model import LeNet, he_init_
+from .model import LeNet
+from .recipe import RECIPES, Recipe, is_count
 
 
 class TrainingDivergedError(RuntimeError):
@@ -61,11 +63,6 @@ def _check_loss(loss: float, epoch: int, minibatch: int) -> None:
         )
 
 
-def is_count(value: object, least: int) -> bool:
-    """Whether `value` is a whole number (an int, not a bool) of at least `least`."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
 def sync(device: torch.device) -> None:
     """Wait for the device's queued work, so that the host's clock reads the work done."""
     if device.type == "cuda":
@@ -105,57 +102,6 @@ def backprop_deep(xtrain, ltrain, net, T, B=100, gamma=0.001, rho=0.9):
     return log
 
 
-INITS = ("pytorch", "he")  # the layers' own default, or He (kaiming-normal) with zero biases
-SCHEDULES = ("constant", "linear")  # linear: from lr down to 0 over the run
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: initialisation, optimiser settings, batch size and learning-rate schedule."""
-
-    name: str
-    init: str  # one of INITS
-    lr: float
-    momentum: float
-    batch_size: int
-    schedule: str = "constant"  # one of SCHEDULES
-    warmup: int = 0  # steps over which the rate rises linearly to the schedule's, from lr / warmup
-
-    def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise InputError(f"recipe {self.name!r}: init must be one of {INITS}, not {self.init!r}")
-        if self.schedule not in SCHEDULES:
-            raise InputError(f"recipe {self.name!r}: schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"recipe {self.name!r}: lr must be positive and finite, not {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise InputError(f"recipe {self.name!r}: momentum must be in [0, 1), not {self.momentum}")
-        if not is_count(self.batch_size, 1):
-            raise InputError(f"recipe {self.name!r}: batch_size must be a whole number >= 1, not {self.batch_size!r}")
-        if not is_count(self.warmup, 0):
-            raise InputError(f"recipe {self.name!r}: warmup must be a whole number of steps >= 0, not {self.warmup!r}")
-
-    def make_net(self) -> LeNet:
-        net = LeNet()
-        return he_init_(net) if self.init == "he" else net
-
-    def lr_at(self, step: int | torch.Tensor, total: int) -> float | torch.Tensor:
-        """The learning rate of step `step` (0-based) of `total`, the warm-up's ramp included;
-        a tensor step gives a tensor."""
-        rate = self.lr + 0 * step if self.schedule == "constant" else self.lr * (1 - step / total)
-        if self.warmup:
-            ramp = (step + 1) / self.warmup
-            rate = rate * (ramp.clamp(max=1.0) if isinstance(ramp, torch.Tensor) else min(ramp, 1.0))
-        return rate
-
-
-RECIPES = {
-    # Exactly the printed recipe.
-    "assignment": Recipe("assignment", init="pytorch", lr=0.001, momentum=0.9, batch_size=100),
-    # He initialisation, a 50 times larger step, warmed up over 100 steps and decayed linearly
-    # to 0: docs/differences.md says why.
-    "default": Recipe("default", init="he", lr=0.05, momentum=0.9, batch_size=100, schedule="linear", warmup=100),
-}
 CLASSES = 10  # MNIST's digits: the labels train() takes are 0-9
 
 
@@ -283,54 +229,65 @@ class Driver:
                 self.on_epoch(i, epoch, result)
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one run of a recipe goes, apart from the recipe: how long, from which seed, where, and on which
+    step engine (`python -m mnist_lab train`'s --epochs, --seed, --device, --engine, --threads, --backward)."""
+
+    epochs: int = 3
+    seed: int = 0  # the initial weights and, unless train() is given an rng, the shuffling
+    device: str | torch.device = "auto"  # "auto", "cpu" or "cuda" (choose_device), or a torch.device
+    engine: str = "auto"  # one of engines.ENGINES: "auto", "fast_cpu" or "autograd"
+    threads: int | None = None  # CPU threads to train with; None: the count the first steps time fastest
+    backward: str | None = None  # fast_cpu's backward pass (fast_cpu.BACKWARDS); None: the one timed fastest
+
+
 def train(
     xtrain: torch.Tensor,
     ltrain: torch.Tensor,
-    *,
     recipe: Recipe = RECIPES["default"],
-    epochs: int = 3,
-    seed: int = 0,
-    device: str | torch.device = "auto",
+    options: TrainOptions = TrainOptions(),
+    *,
     net: nn.Module | None = None,
     rng: np.random.Generator | np.random.RandomState | None = None,
     log: Callable[[str], None] | None = print,
     on_epoch: Callable[[int, TrainResult], None] | None = None,
     on_log: Callable[[int, int, TrainResult], None] | None = None,
-    engine: str = "auto",
-    threads: int | None = None,
-    backward: str | None = None,
 ) -> TrainResult:
-    """Train LeNet-5 with `recipe` for `epochs`: the package's fast path.
+    """Train LeNet-5 with `recipe`, run as `options` say: the package's fast path.
 
     The arithmetic is `backprop_deep`'s (same loss, optimiser and minibatches for the
     same permutations; the recipe's schedule aside), but the data sits on the device
     once and the losses stay there until they are printed every 100 minibatches.
-    `engine` picks the steps (`engines.make_steps`): "fast_cpu" trains a LeNet on the CPU with
+    `options.engine` picks the steps (`engines.make_steps`): "fast_cpu" trains a LeNet on the CPU with
     `fast_cpu.FastLeNetStep` (and sets glibc's malloc to keep freed memory, process-wide), with the
-    `backward` pass and `threads` CPU threads given, else those its first steps time fastest
+    `backward` pass and `threads` CPU threads of the options, else those its first steps time fastest
     (tuning.py; at most torch.get_num_threads(), the caller's count put back afterwards);
     "autograd" uses `engines.AutogradSteps`, windows of which CUDA replays from graphs; "auto" picks
     fast_cpu for a LeNet on the CPU, where autograd's backward pass is one it times, else autograd.
-    `result.engine` says what ran. `seed` fixes the initial weights and, unless `rng` is given,
-    the shuffling. `on_epoch(epoch, result)` runs after each epoch and
+    `result.engine` says what ran.
+
+    Beside the options, what a run uses rather than what it is: `net`, trained in place (default: the
+    recipe's, made after seeding torch); `rng`, the shuffling's generator (default: NumPy's, seeded);
+    `log`, which prints the losses; `on_epoch(epoch, result)` after each epoch and
     `on_log(epoch, minibatch, result)` at each printed loss, both outside the timing.
     """
-    check_data(xtrain, ltrain, epochs)
-    if threads is not None and not is_count(threads, 1):
-        raise InputError(f"threads must be a whole number >= 1, not {threads!r}")
-    device = choose_device(device) if isinstance(device, str) else device
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed) if rng is None else rng
+    check_data(xtrain, ltrain, options.epochs)
+    if options.threads is not None and not is_count(options.threads, 1):
+        raise InputError(f"threads must be a whole number >= 1, not {options.threads!r}")
+    device = choose_device(options.device) if isinstance(options.device, str) else options.device
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed) if rng is None else rng
     net = (recipe.make_net() if net is None else net).to(device)
     x, labels = xtrain.to(device).contiguous(), ltrain.to(device)
-    total = epochs * minibatches(len(x), recipe.batch_size)
-    steps = make_steps(engine, net, x, labels, recipe, total, threads, backward)
+    total = options.epochs * minibatches(len(x), recipe.batch_size)
+    steps = make_steps(options.engine, net, x, labels, recipe, total, options.threads, options.backward)
     result = TrainResult(net)
     driver = Driver(steps, [result], [rng], len(x), device, log=log)
     if on_log is not None:
         driver.on_log = lambda _, epoch, minibatch, progress: on_log(epoch, minibatch, progress)
     if on_epoch is not None:
         driver.on_epoch = lambda _, epoch, progress: on_epoch(epoch, progress)
-    driver.train(epochs)
+    driver.train(options.epochs)
     result.engine = steps.describe()
     return result

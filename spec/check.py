@@ -17,7 +17,6 @@ import atexit
 import inspect
 import io
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 
 import spec.questions
-from spec.harness.contract import QUESTIONS, STUDENT_NAMES
+from spec.harness.contract import QUESTIONS, STUDENT_NAMES, QuestionsError, parse_questions
 from spec.harness.live import LiveRun, Watcher
 from spec.reports.in_kernel import CheckResult, JupyterWatcher, TextWatcher
 
@@ -68,20 +67,13 @@ def check(
 
 
 def parse(questions: str | Iterable[str] | None) -> list[str]:
-    """'Q21, q26' or ['Q29'] -> ['Q21', 'Q26'] or ['Q29-Q30'], in the assignment's order; None -> the graded ones."""
+    """The questions named (contract.parse_questions); None -> the graded ones."""
     if questions is None:
         return [q for q, question in QUESTIONS.items() if question.graded]
-    given = re.split(r"[,\s]+", questions) if isinstance(questions, str) else list(questions)
-    wanted = set()
-    for text in (str(q).strip().upper() for q in given if str(q).strip()):
-        text = text if text.startswith("Q") else f"Q{text}"
-        found = [q for q in QUESTIONS if q == text or text in q.split("-")]  # Q29 and Q30 are "Q29-Q30"
-        if not found:
-            raise ValueError(f"check: no question {text!r}: the questions are {', '.join(QUESTIONS)}")
-        wanted.update(found)
-    if not wanted:
-        raise ValueError("check: no question named: check('Q21'), or check() for every graded question")
-    return [q for q in QUESTIONS if q in wanted]
+    try:
+        return parse_questions(questions)
+    except QuestionsError as err:
+        raise ValueError(f"check: {err}") from None
 
 
 def _callers_namespace() -> Mapping[str, Any]:

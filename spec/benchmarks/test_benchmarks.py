@@ -41,7 +41,7 @@ import pytest
 import torch
 
 import mnist_lab
-from mnist_lab import RECIPES, backprop_deep, evaluate, load_tensors, train, tuning
+from mnist_lab import RECIPES, TrainOptions, backprop_deep, evaluate, load_tensors, train, tuning
 from mnist_lab.fast_cpu import tune_malloc
 from mnist_lab.sweep import train_many
 from mnist_lab.train import sync
@@ -155,7 +155,7 @@ def test_epoch_fast_path(benchmark, device: torch.device, mnist) -> None:
     engines: list[dict[str, Any]] = []
 
     def run() -> None:
-        result = train(x, labels, recipe=recipe, epochs=1, seed=0, device=device, log=None)
+        result = train(x, labels, recipe, TrainOptions(epochs=1, device=device), log=None)
         seconds.extend(result.epoch_seconds)  # train()'s own timing: without its set-up
         engines.append(result.engine)
 
@@ -209,7 +209,7 @@ def test_printed_recipe_ten_epochs_cuda(benchmark, mnist) -> None:
 
     def run() -> None:
         recipe = RECIPES["assignment"]
-        result = train(x, labels, recipe=recipe, epochs=GPU_TARGET_EPOCHS, seed=0, device=device, log=None)
+        result = train(x, labels, recipe, TrainOptions(epochs=GPU_TARGET_EPOCHS, device=device), log=None)
         seconds.append(result.seconds)
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
@@ -272,7 +272,7 @@ def test_time_to_98_percent(benchmark, device: torch.device, mnist) -> None:
         accuracies.clear()
         seconds.clear()
         with contextlib.suppress(StopTraining):
-            train(x, labels, recipe=RECIPES["default"], epochs=PLANNED_EPOCHS, seed=0, device=device, log=None,
+            train(x, labels, RECIPES["default"], TrainOptions(epochs=PLANNED_EPOCHS, device=device), log=None,
                   on_log=check)  # fmt: skip
 
     benchmark.pedantic(run, rounds=1)

@@ -16,22 +16,17 @@ from pathlib import Path
 
 from spec.grade.arguments import OneLineParser, positive
 from spec.grade.batch import GradingError, grade
-from spec.gradescope.rubric import Rubric, RubricError
-from spec.harness.contract import QUESTIONS
+from spec.grade.rubric import Rubric, RubricError
+from spec.harness.contract import QuestionsError, parse_questions
 
 PROG = "python -m spec.grade"
 
 
 def _questions(text: str) -> list[str]:
-    questions = [q.strip().upper() for q in text.split(",") if q.strip()]
-    if not questions:
-        raise argparse.ArgumentTypeError(f"no question named in {text!r}")
-    unknown = [q for q in questions if q not in QUESTIONS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"no such question: {', '.join(unknown)} (the questions are {', '.join(QUESTIONS)})"
-        )
-    return questions
+    try:
+        return parse_questions(text)
+    except QuestionsError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _pytest_args(text: str) -> list[str]:

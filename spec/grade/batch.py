@@ -1,29 +1,20 @@
 """Grading a folder of notebooks: the spec's questions on each, a CSV row each, and a JSON of every report.
 
-Each notebook (or script) is graded by `pytest spec/questions --impl NOTEBOOK --grade-report ...` in a
-process of its own, so that one notebook cannot affect another, in a temporary folder; the questions on
-PyTorch itself (Q1-Q20), which say nothing of a notebook, run once a batch, against mnist_lab. The CSV
-has a row per notebook: its points, its graded questions passed, each one's outcome, and what
-reproduces the grade; the JSON beside it holds every notebook's `NotebookResult`. Both are rewritten as
-each notebook ends, so an interrupted batch keeps what it graded, and the same command run again grades
-only what is missing or changed (`fingerprint`, the submission's SHA-256).
+Each notebook (or script) is graded in a process of its own (submission.py); the questions on PyTorch
+itself (Q1-Q20), which say nothing of a notebook, run once a batch, against mnist_lab. The CSV
+(grades_csv.py) has a row per notebook; the JSON beside it holds every notebook's `NotebookResult`. Both
+are rewritten as each notebook ends, so an interrupted batch keeps what it graded, and the same command
+run again grades only what is missing or changed (fingerprint.py, the submission's SHA-256).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
-import importlib.metadata
 import importlib.util
-import io
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -33,16 +24,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from spec.gradescope.rubric import Rubric
+from mnist_lab.files import atomic_write, write_json
+from spec.grade import submission
+from spec.grade.fingerprint import fingerprint, sha256
+from spec.grade.grades_csv import csv_text
+from spec.grade.rubric import Rubric
+from spec.grade.submission import found_in, grade_one
 from spec.harness.contract import QUESTIONS
 from spec.harness.cores import threads_per_worker
 from spec.reports import class_report
 from spec.reports.verdicts import NotebookResult
-
-SPEC = Path(__file__).resolve().parent.parent
-QUESTIONS_DIR = SPEC / "questions"
-SUFFIXES = (".ipynb", ".py")
-NOT_GRADING = ("meta_tests", "package_tests", "benchmarks", "__pycache__")  # spec/ folders grading does not use
 
 
 class GradingError(Exception):
@@ -65,79 +56,11 @@ def submissions(paths: Iterable[str]) -> list[Path]:
     return found
 
 
-def found_in(folder: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
-    """The files with these suffixes in `folder` and below, Jupyter's checkpoints left out, sorted."""
-    return sorted(
-        p for p in folder.rglob("*") if p.suffix in suffixes and p.is_file() and ".ipynb_checkpoints" not in p.parts
-    )
-
-
 def check_tools() -> None:
     tools = {"pytest": "pytest", "nbformat": "nbformat", "pytest_timeout": "pytest-timeout"}
     missing = [name for module, name in tools.items() if importlib.util.find_spec(module) is None]
     if missing:
         raise GradingError(f"grading needs {', '.join(missing)}: pip install -e '.[test]'")
-
-
-def grade_one(
-    notebook: Path | None, timeout: float, pytest_args: Sequence[str] = (), threads: int = 0
-) -> NotebookResult:
-    """The spec's grade report for one notebook (None: mnist_lab, for the questions on PyTorch itself), or
-    one with an `error` saying why there is none. `pytest_args` say what more to tell pytest (`--questions
-    Q21`, `-m 'not training'`); `threads`, where given, is torch's thread count there (OMP_NUM_THREADS)."""
-    start, impl = time.perf_counter(), str(notebook.resolve()) if notebook else "mnist_lab"
-    name = str(notebook) if notebook else impl
-    with tempfile.TemporaryDirectory(prefix="mnist-lab-grade-") as folder:
-        stem = Path(folder, "grades")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MNIST_LAB_IMPL"))}
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
-        command = [
-            sys.executable, "-m", "pytest", str(QUESTIONS_DIR), "--impl", impl,
-            f"--grade-report={stem}", "-q", "-p", "no:cacheprovider", *pytest_args,
-        ]  # fmt: skip
-        try:
-            code, stdout, stderr = _run(command, folder, env, timeout)
-        except subprocess.TimeoutExpired:
-            return NotebookResult(notebook=name, error=f"not graded: the spec ran past {timeout:g} s")
-        report = Path(f"{stem}.json")
-        if code < 0:
-            why = " (out of memory, or a limit)" if code == -signal.SIGKILL else ""
-            return NotebookResult(notebook=name, error=f"not graded: the spec's pytest process was killed by "
-                                  f"{signal.Signals(-code).name}{why}")  # fmt: skip
-        if code not in (0, 1) or not report.is_file():
-            last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
-            return NotebookResult(notebook=name, error=f"not graded: pytest exited {code}: {last}")
-        result = NotebookResult.from_json(json.loads(report.read_text(encoding="utf-8")))
-    result.implementation = result.notebook = name  # as named here, not relative to the temporary folder
-    result.seconds = round(time.perf_counter() - start, 1)
-    return result
-
-
-_RUNNING: set[subprocess.Popen[str]] = set()  # the grading processes now running, stopped on an interruption
-
-
-def _run(command: list[str], folder: str, env: dict[str, str], timeout: float) -> tuple[int, str, str]:
-    with subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:  # fmt: skip
-        _RUNNING.add(proc)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            raise
-        finally:
-            _RUNNING.discard(proc)
-    return proc.returncode, stdout, stderr
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Ctrl-C for pytest, which then closes its sandboxed workers; a kill where that is not enough."""
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def grade(
@@ -190,8 +113,7 @@ def grade(
             progress.done(result)
     finally:  # on Ctrl-C what ended is written; the rest is stopped, and graded by the next run
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(_RUNNING):
-            _stop(proc)
+        submission.stop_all()
         progress.close()
         data.cleanup()
     batch.write(out, notebooks)
@@ -207,9 +129,9 @@ def shared_mnist(folder: Path) -> list[str]:
     which binds the folder read-only: a plain worker, of this user, could change it for the notebooks
     graded after it, so there each notebook's grading prepares its own."""
     from spec.harness import prepared
-    from spec.sandbox.client import containment
+    from spec.sandbox import containment
 
-    if containment().kind != "bubblewrap":
+    if not containment.choose().isolated:
         return []
     for split in prepared.SPLITS:
         prepared.prepare(folder, split)
@@ -234,33 +156,6 @@ def default_jobs() -> int:
     except (ValueError, OSError):
         return cores
     return max(1, min(cores, int(memory // (2.5 * 2**30))))
-
-
-def fingerprint(questions: Sequence[str], pytest_args: Sequence[str]) -> str:
-    """What a grade depends on besides the submission: the spec's code, torch's version, the questions and
-    pytest's arguments, hashed; a batch rerun keeps a grade only where it is unchanged."""
-    digest = hashlib.sha256("\0".join([torch_version(), *questions, "|", *pytest_args]).encode())
-    for path in grading_files():
-        digest.update(path.relative_to(SPEC).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def grading_files() -> list[Path]:
-    """The spec's files that grading runs or reads: its code and its JSON, without the spec's own tests."""
-    return [
-        path
-        for path in sorted(SPEC.rglob("*"))
-        if path.suffix in (".py", ".json") and path.is_file()
-        and not any(part in NOT_GRADING for part in path.relative_to(SPEC).parts)
-    ]  # fmt: skip
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def torch_version() -> str:
-    return importlib.metadata.version("torch")
 
 
 def _graded(notebook: Path, timeout: float, args: Sequence[str], threads: int, key: str) -> NotebookResult:
@@ -308,10 +203,11 @@ class Batch:
     def write(self, out: Path, notebooks: list[Path]) -> None:
         """The CSV and the JSON of what is graded so far, in the submissions' order, each whole or not at all."""
         results = [self.results[str(nb)] for nb in notebooks if str(nb) in self.results]
-        write_whole(out, csv_text(results, self.rubric))
-        data = {"fingerprint": self.fingerprint, "pytorch": self.pytorch.to_json() if self.pytorch else None,
-                "notebooks": [r.to_json() for r in results]}  # fmt: skip
-        write_whole(out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
+        text = csv_text(results, self.rubric).encode()
+        atomic_write(out, lambda f: f.write(text))
+        write_json(out.with_suffix(".json"), {
+            "fingerprint": self.fingerprint, "pytorch": self.pytorch.to_json() if self.pytorch else None,
+            "notebooks": [r.to_json() for r in results]})  # fmt: skip
 
 
 class _Progress:
@@ -340,30 +236,3 @@ class _Progress:
             self.bar.close()
 
 
-def write_whole(path: Path, text: str) -> None:
-    """All of `text` or nothing: a grading cut short leaves the last complete file."""
-    part = path.with_name(f".{path.name}.part")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
-
-
-def csv_text(results: list[NotebookResult], rubric: Rubric) -> str:
-    """A row per notebook: its points of the total (the rubric's), the graded questions passed and run, each
-    graded question's outcome, the seconds it took, and what reproduces it: its SHA-256, torch, the seed."""
-    questions = list(dict.fromkeys(q.question for r in results for q in r.questions if q.graded))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["notebook", "points", "total", "passed", "graded", *questions, "seconds", "sha256", "torch",
-                     "train_seed", "error"])  # fmt: skip
-    for r in results:
-        outcomes = {q.question: q.outcome for q in r.questions}
-        if r.error:
-            row = [r.notebook, 0, f"{rubric.total:g}", "", "", *([""] * len(questions)), r.seconds or "", r.sha256,
-                   "", "", r.error]  # fmt: skip
-        else:
-            points = sum(rubric.points_of(q.question) for q in r.questions if q.graded and q.outcome == "passed")
-            row = [r.notebook, f"{points:g}", f"{rubric.total:g}", r.graded_passed, r.graded,
-                   *(outcomes.get(q, "") for q in questions), r.seconds, r.sha256, r.torch, r.train_seed,
-                   ""]  # fmt: skip
-        writer.writerow(row)
-    return buffer.getvalue()

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spec.grade.arguments import OneLineParser, positive
+from spec.grade.rubric import Rubric, RubricError
 from spec.gradescope.build import BuildError, build
-from spec.gradescope.rubric import Rubric, RubricError
 from spec.gradescope.run import run
 
 PROG = "python -m spec.gradescope"

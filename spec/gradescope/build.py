@@ -17,9 +17,9 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from spec.grade.batch import SPEC, grading_files
-from spec.grade.batch import torch_version as installed_torch
-from spec.gradescope.rubric import Rubric
+from spec.grade.fingerprint import SPEC, grading_files
+from spec.grade.fingerprint import torch_version as installed_torch
+from spec.grade.rubric import Rubric
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spec.gradescope.rubric import Rubric
+from spec.grade.rubric import Rubric
 from spec.harness.contract import QUESTIONS
 from spec.reports.verdicts import NotebookResult
 

@@ -9,16 +9,16 @@ notebook, several, a file that is not one, a grading that failed) is a visible "
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from spec.grade.batch import found_in, grade_one, write_whole
+from mnist_lab.files import write_json
+from spec.grade.rubric import Rubric, RubricError
+from spec.grade.submission import found_in, grade_one
 from spec.gradescope.results import not_gradable, results
-from spec.gradescope.rubric import Rubric, RubricError
 from spec.harness import notebook
 from spec.sandbox.client import self_check
 
@@ -93,4 +93,4 @@ def _terminated_as_exit() -> Iterator[None]:
 
 def _write(root: Path, data: dict[str, Any]) -> None:
     (root / "results").mkdir(parents=True, exist_ok=True)
-    write_whole(root / "results" / "results.json", json.dumps(data, indent=2) + "\n")
+    write_json(root / "results" / "results.json", data)

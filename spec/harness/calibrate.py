@@ -17,7 +17,7 @@ import time
 import torch
 
 from spec.harness.cells import as_tensors, normalize_as_printed, train_as_printed
-from spec.harness.impl import Implementation
+from spec.harness.impl import implementation
 
 
 def seeds(text: str) -> list[int]:
@@ -42,7 +42,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    impl = Implementation(args.impl)
+    impl = implementation(args.impl)
     data = {split: as_tensors(*impl.load(split), normalize_as_printed) for split in ("training", "testing")}
     rows = []
     for seed in args.seeds:

@@ -11,6 +11,8 @@ Each question module in spec/questions declares its question once, as its `pytes
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -114,6 +116,27 @@ QUESTIONS = {
         printed="98.17% after 10 epochs; the GPU no better per epoch",
     ),
 }
+
+
+class QuestionsError(ValueError):
+    """A list of questions that names none, or one that is no question: one line, the same everywhere."""
+
+
+def parse_questions(given: str | Iterable[str]) -> list[str]:
+    """'Q21, q26', '21' or ['Q29'] -> ['Q21', 'Q26'] or ['Q29-Q30'], in the assignment's order: the one reader
+    of a list of questions (pytest's --questions, the batch's, check()'s)."""
+    names = re.split(r"[,\s]+", given) if isinstance(given, str) else [str(q) for q in given]
+    wanted, unknown = set(), []
+    for text in (q.strip().upper() for q in names if q.strip()):
+        text = text if text.startswith("Q") else f"Q{text}"
+        found = [q for q in QUESTIONS if q == text or text in q.split("-")]  # Q29 and Q30 are "Q29-Q30"
+        wanted.update(found)
+        unknown += [] if found else [text]
+    if unknown or not wanted:
+        raise QuestionsError(f"{'no such question: ' + ', '.join(unknown) if unknown else 'no question named'} "
+                             f"(the questions are {', '.join(QUESTIONS)})")  # fmt: skip
+    return [q for q in QUESTIONS if q in wanted]
+
 
 def markdown() -> str:
     """The contract as docs/spec.md shows it (meta_tests/test_contract.py keeps the two equal)."""

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import pytest
 
 from spec.harness.cells import LOG_LINE
-from spec.harness.impl import Implementation, Loaded
+from spec.harness.impl import PackageImplementation
 from spec.harness.plugin import LIVE, question_of
 from spec.harness.text import QUESTION
 from spec.reports.verdicts import QuestionVerdict, VerdictCollector
@@ -49,7 +49,7 @@ class Watcher(Protocol):
         """The run is over: its result is shown apart."""
 
 
-class LiveImplementation(Implementation):
+class LiveImplementation(PackageImplementation):
     """The contract's names looked up in a kernel's namespace, a snapshot taken when the run starts."""
 
     def __init__(self, namespace: Mapping[str, Any], data: Path, watcher: Watcher) -> None:
@@ -57,10 +57,10 @@ class LiveImplementation(Implementation):
         self.namespace, self.watcher = dict(namespace), watcher
 
     @functools.cached_property
-    def loaded(self) -> Loaded:
+    def module(self) -> types.ModuleType:
         module = types.ModuleType(KERNEL)
         module.__dict__.update(self.namespace)
-        return Loaded(module)
+        return module
 
     @property
     def serves_course(self) -> bool:

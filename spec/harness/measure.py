@@ -46,9 +46,14 @@ class Measure:
     def __init__(self, item: pytest.Item) -> None:
         self._item = item
 
-    def __call__(self, name: str, value: Any, device: torch.device | str = "cpu", unit: str = "") -> None:
-        """A value for the report's table: `name` = `value` `unit`, measured on `device`."""
+    def __call__(
+        self, name: str, value: Any, device: torch.device | str = "cpu", unit: str = "", key: str | None = None
+    ) -> None:
+        """A value for the report's table: `name` = `value` `unit`, measured on `device`. `key`, for a value
+        other reports read too, names it for them (spec/harness/text.py), whatever its label says."""
         record = {"name": name, "value": plain(value), "device": _device_name(device), "unit": unit}
+        if key is not None:
+            record["key"] = key
         self._item.user_properties.append((MEASURED, record))
 
     def series(self, kind: str, device: torch.device | str = "cpu", **data: Any) -> None:

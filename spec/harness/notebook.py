@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import enum
 import re
 import symtable
 import types
@@ -71,14 +72,26 @@ class Skipped:
                 "reason": self.reason}  # fmt: skip
 
 
+class Kind(enum.Enum):
+    DEFINITION = "definition"
+    IMPORT = "import"
+    ASSIGNMENT = "assignment"  # or an if/try of nothing but assignments, imports and definitions
+    CODE = "code"
+
+
 @dataclass
 class _Statement:
     cell: Cell
     node: ast.stmt
     binds: frozenset[str]
     uses: frozenset[str]
-    kind: str  # "definition", "import", "assignment" or "code"
+    kind: Kind
     index: int  # its place in its cell's parsed body
+
+    @property
+    def defines(self) -> bool:
+        """A definition or an import: grading always runs it."""
+        return self.kind in (Kind.DEFINITION, Kind.IMPORT)
 
     @property
     def line(self) -> int:
@@ -173,7 +186,7 @@ def plan(path: Path) -> Plan:
     cells, script = read_cells(path)
     result = Plan(path, script, cells)
     statements = [s for cell in cells for s in _statements(cell, result)]
-    defined = {name for s in statements if s.kind in ("definition", "import") for name in s.binds}
+    defined = {name for s in statements if s.defines for name in s.binds}
     available = defined | set(dir(builtins)) | {"__name__", "__file__"}
     chosen: set[int] = set()
     blocked: dict[int, str] = {}  # a needed assignment that cannot run -> a name it needs that nothing run binds
@@ -186,7 +199,7 @@ def plan(path: Path) -> Plan:
         if name in seen:
             return False
         for i, s in reversed(list(enumerate(statements))):
-            if s.kind == "assignment" and name in s.binds and not _calls_heavy(s.node):
+            if s.kind is Kind.ASSIGNMENT and name in s.binds and not _calls_heavy(s.node):
                 missing = next((use for use in sorted(s.uses - s.binds) if not resolve(use, seen | {name})), None)
                 if missing is None:
                     chosen.add(i)
@@ -196,14 +209,14 @@ def plan(path: Path) -> Plan:
         return False
 
     for s in statements:
-        if s.kind in ("definition", "import"):
+        if s.defines:
             for use in sorted(s.uses):
                 resolve(use, frozenset())
     for i, s in enumerate(statements):
-        if s.kind in ("definition", "import") or i in chosen:
+        if s.defines or i in chosen:
             result.run.append(s)
         else:
-            if s.kind == "assignment" and _calls_heavy(s.node):
+            if s.kind is Kind.ASSIGNMENT and _calls_heavy(s.node):
                 reason = "it loads data or trains, which grading never runs"
             elif i in blocked:
                 reason = f"it needs `{blocked[i]}`, which only code that grading does not run binds"
@@ -249,12 +262,12 @@ def _statements(cell: Cell, result: Plan) -> Iterator[_Statement]:
         yield _Statement(cell, node, binds, uses, _kind(node), index)
 
 
-def _kind(node: ast.stmt) -> str:
+def _kind(node: ast.stmt) -> Kind:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return "definition"
+        return Kind.DEFINITION
     if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return "import"
-    return "assignment" if _only_bindings(node) else "code"
+        return Kind.IMPORT
+    return Kind.ASSIGNMENT if _only_bindings(node) else Kind.CODE
 
 
 def _only_bindings(node: ast.stmt) -> bool:

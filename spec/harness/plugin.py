@@ -16,10 +16,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,12 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from spec.harness import budget
 from spec.harness.budget import Budget
-from spec.harness.contract import QUESTIONS
+from spec.harness.contract import QUESTIONS, QuestionsError, parse_questions
 from spec.harness.cores import threads_per_worker
 from spec.harness.cuda_health import CudaHealth
-from spec.harness.impl import DEFAULT_IMPL, Implementation, is_file
+from spec.harness.impl import DEFAULT_IMPL, Implementation, ImplementationError, implementation
 from spec.harness.text import NOT_GRADED, NOTE, QUESTION, STUDENT_CODE
-from spec.sandbox.client import SandboxError
+from spec.sandbox.errors import CallError, SandboxError
 
 IMPL_ENV = "MNIST_LAB_IMPL"
 CUDA = torch.cuda.is_available()
@@ -122,31 +123,20 @@ def _implementation(config: pytest.Config, data: Path) -> Implementation:
     if LIVE in config.stash:
         return config.stash[LIVE].implementation(data)
     name = config.getoption("--impl") or DEFAULT_IMPL
-    if is_file(name):
-        path = Path(config.invocation_params.dir, name).resolve()
-        if not path.is_file():
-            raise pytest.UsageError(f"--impl {name}: no such file")
-        return Implementation(str(path), data)
-    impl = Implementation(name, data)
     try:
-        impl.loaded  # noqa: B018 (the import is the check)
-    except ImportError as err:
-        raise pytest.UsageError(f"cannot import the implementation {name!r}: {err}") from None
-    return impl
+        return implementation(name, data, config.invocation_params.dir)
+    except ImplementationError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
-def parse_questions(text: str | None) -> frozenset[str]:
-    """'Q21,q26' -> {"Q21", "Q26"}; a name that is no question is a one-line usage error."""
+def _questions(text: str | None) -> frozenset[str]:
+    """--questions as a set; a name that is no question is a one-line usage error."""
     if text is None:
         return frozenset()
-    names = [q.strip().upper() for q in text.split(",") if q.strip()]
-    unknown = [q for q in names if q not in QUESTIONS]
-    if not names or unknown:
-        raise pytest.UsageError(
-            f"--questions {text}: no such question: {', '.join(unknown) or 'none named'} "
-            f"(the questions are {', '.join(QUESTIONS)})"
-        )
-    return frozenset(names)
+    try:
+        return frozenset(parse_questions(text))
+    except QuestionsError as err:
+        raise pytest.UsageError(f"--questions {text}: {err}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -160,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = Session(
         impl=_implementation(config, mnist_folder),
         train_seed=config.getoption("--train-seed"),
-        questions=parse_questions(config.getoption("--questions")),
+        questions=_questions(config.getoption("--questions")),
         cuda=CudaHealth(),
         # Hypothesis keeps its files under the current folder: give each process its own, outside the repo.
         hypothesis_dir=tempfile.mkdtemp(prefix="mnist-lab-hypothesis-"),
@@ -294,12 +284,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     where = impl.student_location(call.excinfo.value)
     if where:
         report.user_properties.append((STUDENT_CODE, where))
-    if not is_file(impl.name):
-        return
     error = call.excinfo.value
-    built = impl.loaded.notebook
-    if isinstance(error, NameError) and built is not None and getattr(error, "name", None):
-        skipped = built.skipped_binding(error.name)
+    if isinstance(error, NameError) and getattr(error, "name", None):
+        skipped = impl.skipped_binding(error.name)
         if skipped is not None:
             note = f"`{error.name}` is bound only by {skipped.where} (`{skipped.code}`), skipped: {skipped.reason}"
             report.user_properties.append((NOTE, note))
+
+
+@contextlib.contextmanager
+def _call_errors_fail() -> Iterator[None]:
+    """A graded call that failed in the sandbox (spec/sandbox/errors.py) fails its test with the sandbox's line."""
+    try:
+        yield
+    except CallError as err:
+        failure = str(err)
+    else:
+        return
+    pytest.fail(failure, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _call_errors_fail():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _call_errors_fail():
+        return (yield)

@@ -12,6 +12,12 @@ MEASURED = "measured"  # a value for the report's table (spec/harness/measure.py
 SERIES = "series"  # data for one of the report's plots
 
 
+def accuracy_key(epochs: int) -> str:
+    """The stable key of a `measured` record of test accuracy after `epochs` epochs (Q31's, Q33's), which the
+    grade report reads whatever the record's label says."""
+    return f"accuracy after {epochs} epochs"
+
+
 def one_line(err: BaseException) -> str:
     """An exception's message in one line: its first, or its repr where it has none."""
     text = str(err).strip()

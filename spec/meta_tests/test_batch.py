@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from spec.grade import batch
-from spec.gradescope.rubric import Rubric
+from spec.grade.fingerprint import fingerprint
+from spec.grade.grades_csv import csv_text
+from spec.grade.rubric import Rubric
 from spec.harness import prepared
 from spec.reports.verdicts import NotebookResult, QuestionVerdict
-from spec.sandbox import client
+from spec.sandbox import containment
 
 ROOT = Path(__file__).resolve().parents[2]
 NORMALIZE = (
@@ -93,10 +95,10 @@ def test_an_interrupted_batch_keeps_a_valid_csv_of_what_it_graded(tmp_path: Path
 
 
 def test_the_fingerprint_follows_the_questions_and_pytest_arguments() -> None:
-    base = batch.fingerprint(["Q21"], [])
-    assert base == batch.fingerprint(["Q21"], []), "the fingerprint is not stable"
-    assert base != batch.fingerprint(["Q21", "Q26"], []), "other questions, same fingerprint"
-    assert base != batch.fingerprint(["Q21"], ["-m", "not training"]), "other pytest arguments, same fingerprint"
+    base = fingerprint(["Q21"], [])
+    assert base == fingerprint(["Q21"], []), "the fingerprint is not stable"
+    assert base != fingerprint(["Q21", "Q26"], []), "other questions, same fingerprint"
+    assert base != fingerprint(["Q21"], ["-m", "not training"]), "other pytest arguments, same fingerprint"
 
 
 def test_jobs_default_to_a_core_each_as_memory_allows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +117,7 @@ def test_the_csv_gives_points_of_the_rubric_and_what_reproduces_a_grade() -> Non
     graded = NotebookResult(torch="2.13.0", train_seed=4, questions=verdicts, notebook="a.ipynb", seconds=9.5,
                             sha256="ab" * 32)  # fmt: skip
     broken = NotebookResult(notebook="b.ipynb", error="not graded: pytest exited 3", sha256="cd" * 32)
-    table = list(csv.DictReader(batch.csv_text([graded, broken], rubric).splitlines()))
+    table = list(csv.DictReader(csv_text([graded, broken], rubric).splitlines()))
     assert table[0] == {"notebook": "a.ipynb", "points": "3", "total": "4", "passed": "1", "graded": "2",
                         "Q21": "failed", "Q26": "passed", "seconds": "9.5", "sha256": "ab" * 32, "torch": "2.13.0",
                         "train_seed": "4", "error": ""}, table[0]  # fmt: skip
@@ -125,12 +127,12 @@ def test_the_csv_gives_points_of_the_rubric_and_what_reproduces_a_grade() -> Non
 def test_a_batch_prepares_mnist_once_where_workers_can_only_read_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client, "containment", lambda: client.Containment("bubblewrap"))
+    monkeypatch.setattr(containment, "choose", containment.Bubblewrap)
     args = batch.shared_mnist(tmp_path / "shared")
     assert args == ["--mnist-folder", str(tmp_path / "shared")], f"the notebooks are not told of it: {args}"
     missing = [f"{s}-{p}" for s in prepared.SPLITS for p in prepared.PARTS
                if not prepared.path(tmp_path / "shared", s, p).is_file()]  # fmt: skip
     assert not missing, f"not prepared: {missing}"
-    monkeypatch.setattr(client, "containment", lambda: client.Containment("process"))
+    monkeypatch.setattr(containment, "choose", containment.PlainProcess)
     assert batch.shared_mnist(tmp_path / "plain") == [], "plain workers, of this user, were handed a shared folder"
     assert not (tmp_path / "plain").exists(), "MNIST was prepared for plain workers to share"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spec.grade.batch import grade_one
+from spec.grade.submission import grade_one
 from spec.meta_tests.broken.mistakes import MISTAKES, RUNS, SOLUTION
 from spec.meta_tests.broken.mistakes import path as notebook_path
 

@@ -56,13 +56,14 @@ def test_questions_are_named_as_a_student_would() -> None:
     assert parse("q29") == ["Q29-Q30"], "Q29 is graded with Q30: check('Q29') must run Q29-Q30"
     assert parse("26, Q21") == ["Q21", "Q26"], "questions come in the assignment's order, with or without the Q"
     assert parse(None) == [q for q, question in QUESTIONS.items() if question.graded]
-    with pytest.raises(ValueError, match=r"no question 'Q99': the questions are Q1, Q2"):
+    with pytest.raises(ValueError, match=r"^check: no such question: Q99 \(the questions are Q1, Q2"):
         parse("Q99")
 
 
 def test_a_wrong_question_is_one_line_and_runs_nothing() -> None:
     result = check("Q99", namespace={})
-    assert result.error.startswith("check: no question 'Q99'"), f"check('Q99') said {result.error!r}"
+    said = result.error
+    assert said.startswith("check: no such question: Q99 (the questions are Q1"), f"check('Q99') said {said!r}"
     assert "\n" not in repr(result), f"check('Q99') shows more than one line:\n{result!r}"
 
 

@@ -21,10 +21,11 @@ import pytest
 import torch
 
 from spec.package_tests.support import REPO
-from spec.sandbox import bounds, client
+from spec.sandbox import bounds, client, containment
+from spec.sandbox.errors import SandboxError
 
 SOLUTION = REPO / "spec" / "meta_tests" / "fixtures" / "printed_solution.ipynb"
-BUBBLEWRAP = client.containment().kind == "bubblewrap"
+BUBBLEWRAP = containment.choose().isolated
 
 
 # --- the bounds, on a cgroup2 hierarchy laid out in a folder -------------------------------------------------
@@ -60,7 +61,8 @@ def test_cgroup_v2_is_told_from_v1_by_its_root(cgroup2: Path, tmp_path_factory: 
 
 def test_cgroup_v2_workers_go_beneath_the_nearest_cgroup_that_delegates_their_controllers(cgroup2: Path) -> None:
     plan = bounds.plan()
-    assert plan.how == "cgroup v2", f"bounded by {plan.how}, not by cgroup v2"
+    assert isinstance(plan, bounds.Cgroups), f"bounded by {plan.how}, not by a cgroup"
+    assert plan.version == 2, f"bounded by {plan.how}, not by cgroup v2"
     assert plan.controllers == ("pids", "memory"), f"controllers {plan.controllers}, not pids and memory"
     assert plan.parent("pids") == cgroup2 / "grading", f"workers go beneath {plan.parent('pids')}, not /grading"
     made = plan.cgroup("worker")
@@ -80,7 +82,7 @@ def test_a_cgroup_v2_that_a_process_cannot_join_is_not_used(cgroup2: Path, monke
     monkeypatch.setattr(bounds, "join_cgroups", lambda cgroups: 1 / 0)  # the kernel refuses the move
     monkeypatch.setattr(bounds, "_user_manager", lambda: False)
     plan = bounds.plan()
-    assert plan.how in ("rlimit", "none"), f"bounded by {plan.how}, in a cgroup no process could join"
+    assert not isinstance(plan, bounds.Cgroups), f"bounded by {plan.how}, in a cgroup no process could join"
 
 
 def test_cgroup_v2_controllers_are_turned_on_where_they_may_be(cgroup2: Path) -> None:
@@ -102,7 +104,7 @@ def test_without_a_delegated_cgroup_a_systemd_scope_or_rlimit_bounds_the_worker(
     monkeypatch.setattr(bounds, "_user_manager", lambda: True)
     bounds.plan.cache_clear()
     scope = bounds.plan()
-    assert scope.how == "systemd scope", f"bounded by {scope.how}, not by a systemd user scope"
+    assert isinstance(scope, bounds.SystemdScope), f"bounded by {scope.how}, not by a systemd user scope"
     command = scope.wrap(["python", "-I", "worker.py"], {"PATH": "/usr/bin", "HOME": "/tmp/w"})
     assert command[:3] == [command[0], "--user", "--scope"], f"not a user scope: {command}"
     assert f"--property=TasksMax={bounds.PROCESSES}" in command, f"no TasksMax: {command}"
@@ -115,12 +117,12 @@ def test_without_a_delegated_cgroup_a_systemd_scope_or_rlimit_bounds_the_worker(
     monkeypatch.setattr(bounds, "_is_root", lambda: False)
     bounds.plan.cache_clear()
     fallback = bounds.plan()
-    assert fallback.how == "rlimit", f"bounded by {fallback.how}, not by RLIMIT_NPROC"
+    assert isinstance(fallback, bounds.ProcessRlimit), f"bounded by {fallback.how}, not by RLIMIT_NPROC"
     assert "RLIMIT_NPROC" in fallback.line(), fallback.line()
     monkeypatch.setattr(bounds, "_is_root", lambda: True)  # root's processes are counted host-wide: no limit
     bounds.plan.cache_clear()
     unbounded = bounds.plan()
-    assert unbounded.how == "none", f"root gets {unbounded.how}, which it cannot set right"
+    assert type(unbounded) is bounds.Bounds, f"root gets {unbounded.how}, which it cannot set right"
     assert "no bound on its processes" in unbounded.line(), unbounded.line()
     assert bounds.process_limit(running=40) == 40 + bounds.PROCESSES, "RLIMIT_NPROC is not the running + the bound"
 
@@ -129,11 +131,11 @@ def test_where_rlimit_is_the_bound_the_worker_runs_under_it(tmp_path: Path, monk
     from spec.harness import notebook
     from spec.sandbox.remote import RemoteFunction
 
-    monkeypatch.setattr(bounds, "plan", lambda: bounds.Bounds("rlimit"))
+    monkeypatch.setattr(bounds, "plan", lambda: bounds.ProcessRlimit())
     monkeypatch.setattr(bounds, "process_limit", lambda running=None: 4321)
     path = tmp_path / "student.py"
     path.write_text("import resource\ndef limit(x):\n    return list(resource.getrlimit(resource.RLIMIT_NPROC))\n")
-    built = notebook.build(notebook.plan(path), client.Worker(hidden=[tmp_path], sandbox=client.Containment("process")))
+    built = notebook.build(notebook.plan(path), client.Worker(hidden=[tmp_path], sandbox=containment.PlainProcess()))
     try:
         assert RemoteFunction(built.worker, "limit", timeout=60)(0) == [4321, 4321], "RLIMIT_NPROC was not set"
     finally:
@@ -155,8 +157,8 @@ def test_an_interpreter_the_sandbox_would_hide_is_shown_with_its_links(
     link = tmp_path / "link" / "python"
     link.parent.mkdir()
     link.symlink_to(venv / "bin" / "python")
-    monkeypatch.setattr(client, "interpreter_paths", lambda: [str(venv), "/usr/lib", str(link)])
-    args = client.interpreter_binds([tmp_path])
+    monkeypatch.setattr(containment, "interpreter_paths", lambda: [str(venv), "/usr/lib", str(link)])
+    args = containment.interpreter_binds([tmp_path])
     pairs = [tuple(args[i : i + 3]) for i in range(0, len(args), 3)]
     assert ("--ro-bind", str(venv), str(venv)) in pairs, f"the venv is not shown: {pairs}"
     assert ("--symlink", str(venv / "bin" / "python"), str(link)) in pairs, f"the link is not made: {pairs}"
@@ -176,7 +178,7 @@ def _venv_in(folder: Path) -> Path:
 
 
 def _self_check(python: Path) -> str:
-    code = "from spec.sandbox import client; print(client.containment().kind, client.self_check())"
+    code = "from spec.sandbox import client, containment; print(containment.choose().name, client.self_check())"
     proc = subprocess.run([str(python), "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           check=False)  # fmt: skip
     assert proc.returncode == 0, f"{python} could not run the self-check: {proc.stderr.strip()[-500:]}"
@@ -206,21 +208,27 @@ def test_a_grader_run_through_a_symlinked_interpreter_starts_its_worker(
 # --- the grader's own failures -----------------------------------------------------------------------------
 
 
-def test_a_worker_that_never_says_it_is_ready_is_the_graders_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client.Worker, "command", lambda self: [sys.executable, "-c", "print('no torch here')"])
-    worker = client.Worker(hidden=[tmp_path], sandbox=client.Containment("process"))
+class _Starts(containment.PlainProcess):
+    """A plain process that starts `command` instead of the worker."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.started = command
+
+    def command(self, worker: Path, folder: Path, hidden: list[Path], data: Path | None) -> list[str]:
+        return self.started
+
+
+def test_a_worker_that_never_says_it_is_ready_is_the_graders_failure(tmp_path: Path) -> None:
+    worker = client.Worker(hidden=[tmp_path], sandbox=_Starts([sys.executable, "-c", "print('no torch here')"]))
     try:
-        with pytest.raises(client.SandboxError, match=r"could not start its sandbox \(process\): the worker did not "
+        with pytest.raises(SandboxError, match=r"could not start its sandbox \(process\): the worker did not "
                            r"say it was ready; it said: no torch here"):  # fmt: skip
             worker.define({"op": "define", "file": "x.py", "cells": [], "statements": []})
     finally:
         worker.close()
-    monkeypatch.setattr(client.Worker, "command", lambda self: [str(tmp_path / "no-such-python")])
-    worker = client.Worker(hidden=[tmp_path], sandbox=client.Containment("process"))
+    worker = client.Worker(hidden=[tmp_path], sandbox=_Starts([str(tmp_path / "no-such-python")]))
     try:
-        with pytest.raises(client.SandboxError, match="could not start its sandbox"):
+        with pytest.raises(SandboxError, match="could not start its sandbox"):
             worker.define({"op": "define", "file": "x.py", "cells": [], "statements": []})
     finally:
         worker.close()
@@ -283,3 +291,13 @@ def test_the_autograder_with_a_broken_sandbox_says_not_graded(tmp_path: Path, br
     assert [t.get("name") for t in tests] == ["Not gradable"], f"not one Not gradable test: {tests} {proc.stderr}"
     assert tests[0]["output"].startswith("not graded: the grader could not start its sandbox"), tests[0]["output"]
     assert results.get("score") == 0, f"score {results.get('score')} for a submission nobody graded"
+
+
+def test_the_sandbox_runs_without_pytest() -> None:
+    """spec.sandbox raises its own exceptions: check(), a batch or a script can use it outside a pytest run."""
+    code = ("import sys; from spec.sandbox import bounds, client, containment, errors, remote, wire; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest')))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, f"spec.sandbox does not import: {proc.stderr.strip()[-500:]}"
+    assert proc.stdout.strip() == "[]", f"importing spec.sandbox imports pytest: {proc.stdout.strip()[:300]}"

@@ -117,3 +117,24 @@ def test_a_test_draws_from_generators_seeded_by_its_id(request: pytest.FixtureRe
     got = np.random.get_state()
     assert got[0] == want[0], "NumPy's generator is not seeded by the test id"
     np.testing.assert_array_equal(got[1], want[1], err_msg="NumPy's generator is not seeded by the test id")
+
+
+def test_a_list_of_questions_is_read_alike_by_pytest_the_batch_and_check(capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    from spec import check
+    from spec.grade import __main__ as grade_cli
+
+    said = "no such question: Q99 (the questions are Q1, Q2,"
+    with pytest.raises(ValueError, match=re.escape(f"check: {said}")):
+        check.parse("Q21, Q99")
+    with pytest.raises(SystemExit):
+        grade_cli.main([str(ROOT), "--questions", "Q21,Q99"])
+    assert said in capsys.readouterr().err, "python -m spec.grade words an unknown question otherwise"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "spec/questions", "--questions", "Q21,Q99", "--co", "-q",
+                           "-p", "no:xdist", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert f"--questions Q21,Q99: {said}" in proc.stderr, f"pytest words an unknown question otherwise: {proc.stderr}"
+    read = contract.parse_questions("q30, 21")
+    assert read == ["Q21", "Q29-Q30"], f"'q30, 21' read as {read}: Q30 is graded with Q29, in the assignment's order"

@@ -19,9 +19,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from spec.grade.rubric import GRADED, Rubric, RubricError
 from spec.gradescope import results as gradescope_results
 from spec.gradescope.build import BACKPORTS, PINNED, SUPPORTED, build, requirements, torch_version
-from spec.gradescope.rubric import GRADED, Rubric, RubricError
 from spec.meta_tests.broken.mistakes import FOLDER as BROKEN
 from spec.meta_tests.broken.mistakes import MISTAKES, RUNS, SOLUTION
 from spec.reports.verdicts import NotebookResult, QuestionVerdict

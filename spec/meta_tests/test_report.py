@@ -20,7 +20,7 @@ import pytest
 
 from spec.harness import printed
 from spec.harness.contract import QUESTIONS
-from spec.harness.impl import Implementation
+from spec.harness.impl import PackageImplementation
 from spec.harness.text import MEASURED, QUESTION, SERIES
 from spec.package_tests.support import REPO
 
@@ -75,7 +75,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SpecReport]
             ("test_epoch_plain_loop", "printed loop", "cuda", 1.2), ("test_epoch_fast_path", "train()", "cuda", 0.2),
         )
     ]}  # fmt: skip
-    plugin = SpecReport(tmp_path_factory.mktemp("report"), Implementation(), sweep=sweep, benchmarks=bench)
+    plugin = SpecReport(tmp_path_factory.mktemp("report"), PackageImplementation(), sweep=sweep, benchmarks=bench)
     digit = np.zeros((28, 28), dtype=np.uint8)
     digit[4:24, 12:16] = 255
     run_of(plugin, MODULES["Q1"], "test_a", "passed", [(MEASURED, {"name": "shape", "value": [5, 3], "device": "cpu",
@@ -152,7 +152,7 @@ def test_the_html_page_stands_alone(written: tuple[Path, SpecReport]) -> None:
 
 
 def test_plots_without_data_are_named_as_not_drawn(tmp_path: Path) -> None:
-    plugin = SpecReport(tmp_path, Implementation())
+    plugin = SpecReport(tmp_path, PackageImplementation())
     run_of(plugin, MODULES["Q1"], "test_a", "passed", [])
     plugin.write()
     text = (tmp_path / "report.md").read_text()

@@ -19,25 +19,26 @@ import pytest
 
 from spec.harness import notebook, prepared
 from spec.package_tests.support import REPO
-from spec.sandbox import bounds, client, wire
+from spec.sandbox import bounds, client, containment, wire
+from spec.sandbox.errors import CallError
 from spec.sandbox.remote import RemoteFunction
 
-KINDS = [
-    pytest.param("bubblewrap", marks=pytest.mark.skipif(
-        client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")),
-    "process",
+SANDBOXES = [
+    pytest.param(containment.Bubblewrap, id="bubblewrap", marks=pytest.mark.skipif(
+        not containment.choose().isolated, reason="bubblewrap is not installed, or cannot run here")),
+    pytest.param(containment.PlainProcess, id="process"),
 ]  # fmt: skip
 HEADER = "import os, sys, time, socket\nimport numpy as np\nimport torch\n"
 pytestmark = pytest.mark.grading  # a worker a test, started as grading starts one
 
 
-@pytest.fixture(params=KINDS)
-def sandbox(request: pytest.FixtureRequest) -> client.Containment:
-    return client.Containment(request.param)
+@pytest.fixture(params=SANDBOXES)
+def sandbox(request: pytest.FixtureRequest) -> containment.Containment:
+    return request.param()
 
 
 @pytest.fixture
-def script(tmp_path: Path, sandbox: client.Containment) -> Iterator[callable]:
+def script(tmp_path: Path, sandbox: containment.Containment) -> Iterator[callable]:
     """`script(source)`: the source's definitions, built in a worker of `sandbox`'s kind; stopped afterwards."""
     workers: list[client.Worker] = []
 
@@ -53,7 +54,7 @@ def script(tmp_path: Path, sandbox: client.Containment) -> Iterator[callable]:
         worker.close()
 
 
-def _built(path: Path, sandbox: client.Containment, hidden: Path) -> notebook.Notebook:
+def _built(path: Path, sandbox: containment.Containment, hidden: Path) -> notebook.Notebook:
     """A script's definitions, built in a worker of `sandbox`'s kind that cannot see `hidden`."""
     return notebook.build(notebook.plan(path), client.Worker(hidden=[hidden], sandbox=sandbox))
 
@@ -84,7 +85,7 @@ def test_a_call_returns_its_array_exactly(script) -> None:
 )  # fmt: skip
 def test_what_is_not_plain_data_fails_in_one_line(script, returns: str, words: str) -> None:
     built = script(returns)
-    with pytest.raises(pytest.fail.Exception, match=f"^f .*{words}") as failed:
+    with pytest.raises(CallError, match=f"^f .*{words}") as failed:
         call(built, "f", np.zeros(1))
     assert "\n" not in str(failed.value), str(failed.value)
 
@@ -98,13 +99,13 @@ def test_an_exception_comes_back_under_its_own_name_with_where_it_was_raised(scr
 
 def test_exit_is_a_failure_naming_the_function(script) -> None:
     built = script("def f(x):\n    sys.exit(3)")
-    with pytest.raises(pytest.fail.Exception, match=r"^f called exit\(\) or sys.exit\(3\) at line 5, in f"):
+    with pytest.raises(CallError, match=r"^f called exit\(\) or sys.exit\(3\) at line 5, in f"):
         call(built, "f", 1)
 
 
 def test_a_worker_that_dies_is_named_and_the_next_call_gets_a_fresh_one(script) -> None:
     built = script("def dies(x):\n    os._exit(7)\ndef lives(x):\n    return x + 1")
-    with pytest.raises(pytest.fail.Exception, match=r"^dies ended the worker: it exited with code 7"):
+    with pytest.raises(CallError, match=r"^dies ended the worker: it exited with code 7"):
         call(built, "dies", 1)
     assert call(built, "lives", 1) == 2, "the definitions were not replayed in a fresh worker"
     assert built.worker.generation == 2, f"{built.worker.generation} workers started, not 2"
@@ -112,7 +113,7 @@ def test_a_worker_that_dies_is_named_and_the_next_call_gets_a_fresh_one(script) 
 
 def test_a_call_past_its_time_limit_stops_the_worker(script) -> None:
     built = script("def hangs(x):\n    while True:\n        pass")
-    with pytest.raises(pytest.fail.Exception, match=r"^hangs did not return within 2 s; the worker was stopped"):
+    with pytest.raises(CallError, match=r"^hangs did not return within 2 s; the worker was stopped"):
         call(built, "hangs", 1, timeout=2)
     assert built.worker.proc is None, "the worker was not stopped"
 
@@ -128,7 +129,7 @@ def test_output_written_past_python_to_fd_1_stops_at_the_file_limit(script) -> N
 
 def test_printing_past_the_limit_is_a_flood(script) -> None:
     built = script("def prints(x):\n    print('y' * 2_000_000)")
-    with pytest.raises(pytest.fail.Exception, match=r"^prints flooded stdout: 2,000,001 characters"):
+    with pytest.raises(CallError, match=r"^prints flooded stdout: 2,000,001 characters"):
         call(built, "prints", 1)
 
 
@@ -139,7 +140,7 @@ def test_the_reference_package_and_the_spec_cannot_be_imported(script) -> None:
             call(built, name, 1)
 
 
-@pytest.mark.skipif(client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")
+@pytest.mark.skipif(not containment.choose().isolated, reason="bubblewrap is not installed, or cannot run here")
 @pytest.mark.parametrize(
     ("body", "what"),
     [
@@ -152,7 +153,7 @@ def test_under_bubblewrap_the_worker_cannot(tmp_path: Path, body: str, what: str
     path = tmp_path / "student.py"
     path.write_text(HEADER + "def f(x):\n" + body)
     (tmp_path / "classmate.ipynb").write_text("{}")
-    worker = _built(path, client.Containment("bubblewrap"), tmp_path).worker
+    worker = _built(path, containment.Bubblewrap(), tmp_path).worker
     try:
         target = str(REPO / "README.md") if "checkout" in what else str(tmp_path / "classmate.ipynb")
         before = (REPO / "README.md").read_text()
@@ -189,14 +190,14 @@ def test_the_worker_runs_apart_from_the_grader(script) -> None:
     assert str(REPO) not in cwd, f"the worker runs inside the checkout: {cwd}"
 
 
-@pytest.mark.skipif(client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")
+@pytest.mark.skipif(not containment.choose().isolated, reason="bubblewrap is not installed, or cannot run here")
 def test_under_bubblewrap_the_worker_cannot_reach_a_server_on_this_machine(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(0.2)
         port = server.getsockname()[1]
         path = tmp_path / "student.py"
         path.write_text(HEADER + "def f(port):\n    socket.create_connection(('127.0.0.1', port), timeout=2)\n")
-        built = _built(path, client.Containment("bubblewrap"), tmp_path)
+        built = _built(path, containment.Bubblewrap(), tmp_path)
         try:
             with pytest.raises(OSError, match=r"unreachable|refused"):
                 RemoteFunction(built.worker, "f", timeout=60)(port)
@@ -223,7 +224,7 @@ def test_memory_past_the_cgroup_limit_kills_the_worker_and_says_so(script, monke
     monkeypatch.setitem(bounds.LIMITS, "memory", limit)
     built = script("def grab(gigabytes):\n    return float(np.ones(int(gigabytes * 2**27)).sum())")
     assert call(built, "grab", 0.25) == 2**25, "a grab under the limit did not come back whole"
-    with pytest.raises(pytest.fail.Exception, match=r"^grab ended the worker: it was killed \(SIGKILL: out of memory"):
+    with pytest.raises(CallError, match=r"^grab ended the worker: it was killed \(SIGKILL: out of memory"):
         call(built, "grab", 1.5)
     assert built.worker.proc is None, "the worker was not stopped"
 
@@ -236,24 +237,26 @@ def prepared_testing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("kind", ["bubblewrap", "process"])
-def test_only_a_bubblewrapped_worker_is_handed_the_prepared_file_itself(prepared_testing: Path, kind: str) -> None:
+@pytest.mark.parametrize("sandbox", [containment.Bubblewrap(), containment.PlainProcess()], ids=lambda s: s.name)
+def test_only_a_bubblewrapped_worker_is_handed_the_prepared_file_itself(
+    prepared_testing: Path, sandbox: containment.Containment
+) -> None:
     images, _ = prepared.tensors(prepared_testing, "testing")
     file = str(prepared.path(prepared_testing, "testing", "images"))
-    worker = client.Worker(hidden=[], sandbox=client.Containment(kind), data=prepared_testing)
+    worker = client.Worker(hidden=[], sandbox=sandbox, data=prepared_testing)
     try:
-        sent = worker.tensor(images)["__file__"]
-        if kind == "bubblewrap":  # bound read-only: one page cache for every process, no copy
+        sent = worker.tensor(images)[wire.FILE]
+        if sandbox.isolated:  # bound read-only: one page cache for every process, no copy
             assert sent == file, f"the prepared images went as {sent}, not as {file}"
         else:  # a worker of this user could change the file for every notebook after it
             assert Path(sent).parent == worker.folder, f"a plain worker was handed {sent}"
         for other in (images[:5000], images.clone().add_(1)):
-            assert worker.tensor(other)["__file__"] != file, "a part or a changed copy went as the whole file"
+            assert worker.tensor(other)[wire.FILE] != file, "a part or a changed copy went as the whole file"
     finally:
         worker.close()
 
 
-@pytest.mark.skipif(client.containment().kind != "bubblewrap", reason="bubblewrap is not installed, or cannot run here")
+@pytest.mark.skipif(not containment.choose().isolated, reason="bubblewrap is not installed, or cannot run here")
 def test_a_bubblewrapped_worker_maps_the_prepared_file_and_cannot_change_it(prepared_testing: Path) -> None:
     path = prepared_testing / "student.py"
     path.write_text(HEADER + "def f(x, file):\n    x += 1\n    try:\n        open(file, 'r+b').write(b'pwned')\n"
@@ -262,7 +265,7 @@ def test_a_bubblewrapped_worker_maps_the_prepared_file_and_cannot_change_it(prep
     images, _ = prepared.tensors(prepared_testing, "testing")
     file = prepared.path(prepared_testing, "testing", "images")
     before = file.read_bytes()
-    worker = client.Worker(hidden=[path.parent / "hidden"], sandbox=client.Containment("bubblewrap"),
+    worker = client.Worker(hidden=[path.parent / "hidden"], sandbox=containment.Bubblewrap(),
                            data=prepared_testing)  # fmt: skip
     built = notebook.build(notebook.plan(path), worker)
     try:

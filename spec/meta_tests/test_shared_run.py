@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spec.harness import cells
+from spec.harness import impl as implementations
 from spec.harness.impl import Implementation
 
 LENET = '''
@@ -59,7 +60,7 @@ def implementation(tmp_path: Path) -> Iterator[callable]:
     def build(source: str) -> Implementation:
         path = tmp_path / f"student{len(made)}.py"
         path.write_text(source)
-        made.append(Implementation(str(path)))
+        made.append(implementations.implementation(str(path)))
         return made[-1]
 
     yield build

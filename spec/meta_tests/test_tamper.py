@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from spec.meta_tests.broken.mistakes import SOLUTION
-from spec.sandbox import client
+from spec.sandbox import containment
 
 nbformat = pytest.importorskip("nbformat")
 
@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.grading, pytest.mark.xdist_g
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ("Q21", "Q25", "Q26", "Q27", "Q29-Q30")
 TIME_LIMIT = 30  # seconds a test may run: the endless loop meets it
-BUBBLEWRAP = client.containment().kind == "bubblewrap"
+BUBBLEWRAP = containment.choose().isolated
 ALL = QUESTIONS
 
 
@@ -280,4 +280,4 @@ def test_nothing_outside_the_workers_changed(graded: dict) -> None:
 
 def test_each_report_says_where_the_code_ran(graded: dict) -> None:
     for name, report in graded["reports"].items():
-        assert report.get("sandbox") == client.containment().line(), f"{name}: sandbox {report.get('sandbox')!r}"
+        assert report.get("sandbox") == containment.choose().line(), f"{name}: sandbox {report.get('sandbox')!r}"

@@ -1,4 +1,4 @@
-"""mnist_lab.sweep: many seeds of one recipe. Each seed's run is train(seed=s)'s, whichever engine
+"""mnist_lab.sweep: many seeds of one recipe. Each seed's run is train()'s with that seed, whichever engine
 trains it; the seed list is parsed strictly; the summary counts the printed figure."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, vmap
 
-from mnist_lab import RECIPES, InputError, TrainingDivergedError, TrainResult, batched, fast_cpu, train
+from mnist_lab import RECIPES, InputError, TrainingDivergedError, TrainOptions, TrainResult, batched, fast_cpu, train
 from mnist_lab.model import LeNet, he_init_
 from mnist_lab.sweep import MAX_SEEDS, Summary, parse_seeds, train_many
 from spec.package_tests.support import assert_same_weights
@@ -30,18 +30,17 @@ def subset(mnist) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def train_runs(subset) -> Callable[[str, torch.device], list[TrainResult]]:
-    """`runs(recipe, device)`: train(seed=s) for each of SEEDS, 2 epochs of IMAGES[recipe], cuDNN's TF32 off;
+    """`runs(recipe, device)`: train() with each seed of SEEDS, 2 epochs of IMAGES[recipe], cuDNN's TF32 off;
     memoised, so that each engine's test compares with the same runs, made once."""
     runs: dict[tuple[str, str], list[TrainResult]] = {}
 
     def run(recipe: str, device: torch.device) -> list[TrainResult]:
         if (recipe, device.type) not in runs:
             x, labels = (t[: IMAGES[recipe]] for t in subset)
-            chosen = RECIPES[recipe]
+            chosen, options = RECIPES[recipe], TrainOptions(epochs=2, device=device, engine="autograd")
             with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
                 runs[recipe, device.type] = [
-                    train(x, labels, recipe=chosen, epochs=2, seed=seed, device=device, log=None, engine="autograd")
-                    for seed in SEEDS
+                    train(x, labels, chosen, dataclasses.replace(options, seed=seed), log=None) for seed in SEEDS
                 ]
         return runs[recipe, device.type]
 
@@ -51,7 +50,7 @@ def train_runs(subset) -> Callable[[str, torch.device], list[TrainResult]]:
 @pytest.mark.parametrize("engine", ["vmap", "bmm", "sequential"])
 @pytest.mark.parametrize("recipe", ["assignment", "default"])
 def test_each_seed_trains_as_train_does(subset, train_runs, device: torch.device, recipe: str, engine: str) -> None:
-    """Same seeds, same data: train_many's weights and logged losses are train(seed=s)'s, for each s.
+    """Same seeds, same data: train_many's weights and logged losses are train()'s with seed s, for each s.
 
     On CUDA both run with cuDNN's TF32 off: vmap turns the seeds' convolutions into one grouped
     convolution, whose TF32 rounding (10-bit mantissa) differs from a single one's by more than

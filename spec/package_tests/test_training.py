@@ -19,6 +19,7 @@ from mnist_lab import (
     RECIPES,
     InputError,
     TrainingDivergedError,
+    TrainOptions,
     TrainResult,
     backprop_deep,
     choose_device,
@@ -52,7 +53,7 @@ def default_training(mnist):
         if (device.type, epochs) not in runs:
             accuracies: list[float] = []
             result = train(
-                xtrain, ltrain, epochs=epochs, seed=SEED, device=device, log=None,
+                xtrain, ltrain, options=TrainOptions(epochs=epochs, seed=SEED, device=device), log=None,
                 on_epoch=lambda epoch, progress: accuracies.append(evaluate(progress.net, xtest, ltest)),
             )  # fmt: skip
             runs[device.type, epochs] = result, accuracies
@@ -127,7 +128,7 @@ def test_a_diverging_loss_stops_training_naming_epoch_and_minibatch(subset, seed
     x, labels = subset
     wild = dataclasses.replace(RECIPES["default"], lr=100.0)
     with pytest.raises(TrainingDivergedError, match=r"loss became \S+ at epoch 1, minibatch \d+: training diverged"):
-        train(x, labels, recipe=wild, epochs=8, seed=seed, device="cpu", log=None)
+        train(x, labels, wild, TrainOptions(epochs=8, seed=seed, device="cpu"), log=None)
 
 
 def test_a_large_but_sane_loss_is_not_divergence() -> None:
@@ -152,7 +153,7 @@ def test_the_fast_path_names_the_minibatch_that_went_nan(subset) -> None:
     order = np.random.RandomState(0).permutation(len(x))
     minibatch = int(np.flatnonzero(order == 1234)[0]) // 100 + 1
     with pytest.raises(TrainingDivergedError, match=rf"loss became nan at epoch 1, minibatch {minibatch}:"):
-        train(x, labels, epochs=2, seed=0, rng=np.random.RandomState(0), device="cpu", log=None)
+        train(x, labels, options=TrainOptions(epochs=2, device="cpu"), rng=np.random.RandomState(0), log=None)
 
 
 def test_the_printed_loop_names_the_minibatch_that_went_nan(subset, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,7 +168,7 @@ def test_the_printed_loop_names_the_minibatch_that_went_nan(subset, capsys: pyte
 
 def test_same_seed_same_cpu_run(subset) -> None:
     x, labels = subset
-    runs = [train(x, labels, epochs=1, seed=3, device="cpu", log=None) for _ in range(2)]
+    runs = [train(x, labels, options=TrainOptions(epochs=1, seed=3, device="cpu"), log=None) for _ in range(2)]
     assert runs[0].loss_log == runs[1].loss_log, f"losses differ run to run: {runs[0].loss_log} {runs[1].loss_log}"
     for (name, a), b in zip(runs[0].net.state_dict().items(), runs[1].net.state_dict().values(), strict=True):
         assert torch.equal(a, b), f"{name} differs between two CPU runs with the same seed"
@@ -175,7 +176,7 @@ def test_same_seed_same_cpu_run(subset) -> None:
 
 def test_different_seeds_differ(subset) -> None:
     x, labels = subset
-    a, b = (train(x, labels, epochs=1, seed=s, device="cpu", log=None) for s in (0, 1))
+    a, b = (train(x, labels, options=TrainOptions(epochs=1, seed=s, device="cpu"), log=None) for s in (0, 1))
     assert a.loss_log != b.loss_log, "seeds 0 and 1 gave the same losses: the seed is not used"
 
 
@@ -205,10 +206,8 @@ def assert_trains_as_the_printed_loop(
     np.random.seed(7)
     with contextlib.redirect_stdout(io.StringIO()):
         backprop_deep(x, labels, plain, T=epochs, B=B, gamma=chosen.lr, rho=chosen.momentum)
-    result = train(
-        x, labels, recipe=chosen, epochs=epochs, net=fast, rng=np.random.RandomState(7), device=device, log=None,
-        engine=engine,
-    )  # fmt: skip
+    options = TrainOptions(epochs=epochs, device=device, engine=engine)
+    result = train(x, labels, chosen, options, net=fast, rng=np.random.RandomState(7), log=None)
     assert_same_weights(result.net, plain, f"{len(x)} images, {epochs} epochs, against backprop_deep")
 
 
@@ -240,7 +239,7 @@ def test_every_data_set_size_trains_as_the_printed_loop(
 @pytest.mark.parametrize("recipe", ["assignment", "default"])
 def test_an_epoch_of_all_of_mnist_runs_every_minibatch(mnist, device: torch.device, recipe: str, engine: str) -> None:
     x, labels = mnist["training"]
-    result = train(x, labels, recipe=RECIPES[recipe], epochs=1, seed=0, device=device, log=None, engine=engine)
+    result = train(x, labels, RECIPES[recipe], TrainOptions(epochs=1, device=device, engine=engine), log=None)
     assert [row[:2] for row in result.loss_log] == [[1, k] for k in range(100, 601, 100)], (
         f"printed losses at {[row[:2] for row in result.loss_log]}, not at minibatches 100, 200, ..., 600 of epoch 1"
     )
@@ -305,12 +304,12 @@ def test_train_refuses_data_before_any_work(subset, device: torch.device, case: 
     change, message = BAD_DATA[case]
     x, labels = change(*(t[:150] for t in subset))
     with pytest.raises(InputError, match=message):
-        train(x.to(device), labels.to(device), epochs=1, device=device, log=None)
+        train(x.to(device), labels.to(device), options=TrainOptions(epochs=1, device=device), log=None)
 
 
 def test_train_refuses_a_run_of_no_epochs(subset) -> None:
     with pytest.raises(InputError, match="epochs must be a whole number >= 1, not 0"):
-        train(*subset, epochs=0, device="cpu", log=None)
+        train(*subset, options=TrainOptions(epochs=0, device="cpu"), log=None)
 
 
 @pytest.mark.parametrize(
@@ -345,7 +344,7 @@ def test_without_those_overloads_train_falls_back_to_autograd(subset, monkeypatc
     with pytest.raises(InputError, match="aten overloads"):
         FastLeNetStep(net, lr=0.001, momentum=0.9)
     x, labels = (t[:200] for t in subset)
-    train(x, labels, recipe=RECIPES["assignment"], epochs=1, net=net, device="cpu", log=None)
+    train(x, labels, RECIPES["assignment"], TrainOptions(epochs=1, device="cpu"), net=net, log=None)
     storages = {p.untyped_storage().data_ptr() for p in net.parameters()}
     assert len(storages) == len(list(net.parameters())), "the fast CPU step ran (its one flat buffer is there)"
 
@@ -446,7 +445,7 @@ def test_the_default_recipe_learns_from_the_first_minibatches(mnist, seed: int) 
         raise StopTraining  # after the first printed loss
 
     with contextlib.suppress(StopTraining):
-        train(x, labels, epochs=3, seed=seed, device="cpu", log=None, on_log=stop)
+        train(x, labels, options=TrainOptions(epochs=3, seed=seed, device="cpu"), log=None, on_log=stop)
     assert first, f"seed {seed}: no loss printed after 100 minibatches"
     assert first[0] < 1.5, f"seed {seed}: mean loss {first[0]:.3f} over the first 100 minibatches, not below 1.5"
 
@@ -456,7 +455,7 @@ def test_both_engines_follow_the_schedule_alike(subset) -> None:
     over 2 minibatches the rate goes 0.05, then 0.025."""
     x, labels = (t[: STEPS["default"] * 100] for t in subset)
     runs = {
-        engine: train(x, labels, epochs=1, seed=5, device="cpu", log=None, engine=engine)
+        engine: train(x, labels, options=TrainOptions(epochs=1, seed=5, device="cpu", engine=engine), log=None)
         for engine in ("fast_cpu", "autograd")
     }
     assert_same_weights(runs["fast_cpu"].net, runs["autograd"].net, "fast_cpu against autograd, linear schedule")
@@ -464,7 +463,7 @@ def test_both_engines_follow_the_schedule_alike(subset) -> None:
 
 def test_an_unknown_engine_is_refused(subset) -> None:
     with pytest.raises(ValueError, match="engine must be one of"):
-        train(*subset, epochs=1, device="cpu", log=None, engine="turbo")
+        train(*subset, options=TrainOptions(epochs=1, device="cpu", engine="turbo"), log=None)
 
 
 @pytest.mark.parametrize(("most", "counts"), [(1, [1]), (2, [2, 1]), (6, [6, 3, 1]), (16, [16, 8, 4, 2, 1])])
@@ -502,7 +501,7 @@ def test_a_slow_backward_pass_is_not_picked(subset, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(FastLeNetStep, "__call__", lambda step, x, labels: clock.step(step, x, labels))
     x, labels = (t[:6000] for t in subset)  # 60 steps: the probe's 34 and more
     with fast_cpu.num_threads(2):
-        result = train(x, labels, epochs=1, device="cpu", log=None)
+        result = train(x, labels, options=TrainOptions(epochs=1, device="cpu"), log=None)
     engine = result.engine
     assert engine["probe_finished"], f"the probe did not finish in 60 steps: {engine}"
     assert engine["backward"] not in slow, f"picked the slow {engine['backward']}: {engine['probe_ms_per_step']}"
@@ -516,7 +515,8 @@ def test_a_later_run_replays_the_probe_and_gives_the_same_bits(subset) -> None:
     """The probe's steps are real steps, and which pass runs each depends on timing: a later run of the same
     shape in the process replays the first's choices step for step, so one seed gives one set of weights."""
     x, labels = (t[:6000] for t in subset)
-    first, again = (train(x, labels, epochs=1, seed=4, device="cpu", log=None) for _ in range(2))
+    options = TrainOptions(epochs=1, seed=4, device="cpu")
+    first, again = (train(x, labels, options=options, log=None) for _ in range(2))
     assert not first.engine["probe_replayed"], f"the first run found a probe to replay: {first.engine}"
     assert again.engine["probe_replayed"], f"the second run probed anew: {again.engine}"
     assert again.engine["backward"] == first.engine["backward"], f"{first.engine} then {again.engine}"
@@ -565,7 +565,7 @@ def test_train_trains_at_the_picked_thread_count_and_puts_the_callers_back(
     monkeypatch.setattr(tuning, "tuner", picks_one)
     during: list[int] = []
     with fast_cpu.num_threads(2):
-        result = train(x, labels, epochs=1, device="cpu", log=None,
+        result = train(x, labels, options=TrainOptions(epochs=1, device="cpu"), log=None,
                        on_epoch=lambda e, r: during.append(torch.get_num_threads()))  # fmt: skip
         after = torch.get_num_threads()
     assert during == [1], f"trained at {during} threads, not the picked 1"
@@ -579,7 +579,7 @@ def test_train_trains_at_the_thread_count_asked_for(subset, engine: str) -> None
     x, labels = (t[:300] for t in subset)
     during: list[int] = []
     with fast_cpu.num_threads(2):
-        result = train(x, labels, epochs=1, device="cpu", log=None, engine=engine, threads=1,
+        result = train(x, labels, options=TrainOptions(epochs=1, device="cpu", engine=engine, threads=1), log=None,
                        on_epoch=lambda e, r: during.append(torch.get_num_threads()))  # fmt: skip
     assert during == [1], f"{engine}: trained at {during} threads, not the 1 asked for"
     assert result.engine["threads"] == 1, f"{engine}: the run records {result.engine}"
@@ -588,19 +588,21 @@ def test_train_trains_at_the_thread_count_asked_for(subset, engine: str) -> None
 
 def test_a_fixed_backward_pass_is_not_probed(subset) -> None:
     x, labels = (t[:3000] for t in subset)
-    result = train(x, labels, epochs=1, device="cpu", log=None, engine="fast_cpu", backward="dilated", threads=1)
+    one_epoch = TrainOptions(epochs=1, device="cpu")
+    fixed = dataclasses.replace(one_epoch, engine="fast_cpu", backward="dilated", threads=1)
+    result = train(x, labels, options=fixed, log=None)
     assert result.engine["backward"] == "dilated", f"asked for dilated, ran {result.engine}"
     assert result.engine["probe_steps"] == 0, f"probed though told the pass and threads: {result.engine}"
     with pytest.raises(InputError, match="backward 'dilated' is fast_cpu's"):
-        train(x, labels, epochs=1, device="cpu", log=None, engine="autograd", backward="dilated")
+        train(x, labels, options=dataclasses.replace(one_epoch, engine="autograd", backward="dilated"), log=None)
     with pytest.raises(InputError, match="backward must be one of"):
-        train(x, labels, epochs=1, device="cpu", log=None, backward="fastest")
+        train(x, labels, options=dataclasses.replace(one_epoch, backward="fastest"), log=None)
 
 
 @pytest.mark.parametrize("threads", [0, -2, 1.5, True])
 def test_train_refuses_a_thread_count_that_is_not_one_or_more(subset, threads: object) -> None:
     with pytest.raises(InputError, match="threads must be a whole number >= 1"):
-        train(*subset, epochs=1, device="cpu", log=None, threads=threads)
+        train(*subset, options=TrainOptions(epochs=1, device="cpu", threads=threads), log=None)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from spec.harness.measure import Measure
+from spec.harness.text import accuracy_key
 
 pytestmark = [pytest.mark.question("Q33"), pytest.mark.xdist_group("backprop_deep"), pytest.mark.training]
 
@@ -27,7 +28,7 @@ def test_ten_epochs_of_the_printed_recipe_reach_the_calibrated_accuracy(
     printed_run, device: torch.device, measure: Measure
 ) -> None:
     run = printed_run(device, 10)
-    measure("test accuracy after 10 epochs", run.accuracy, device, unit="%")
+    measure("test accuracy after 10 epochs", run.accuracy, device, unit="%", key=accuracy_key(10))
     measure.series("accuracy", device, recipe="assignment", epochs=10, points=run.epoch_accuracy)
     assert run.accuracy >= LOWEST, (
         f"{run.accuracy:.2f}% on the test set after backprop_deep(T=10) on {device.type} (seed {run.seed}): "

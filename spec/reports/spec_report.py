@@ -68,7 +68,7 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _value(value: Any, unit: str) -> str:
+def _shown(value: Any, unit: str) -> str:
     value = _number(value)
     if isinstance(value, list) and len(value) > 6:
         text = f"[{', '.join(map(str, value[:3]))}, ... ({len(value)} values)]"
@@ -156,7 +156,7 @@ class SpecReport:
         for q, question in QUESTIONS.items():
             verdict = self.collector.get(q)
             records = sorted(self.measured.get(q, []), key=lambda r: r["place"])
-            texts = [f"{r['name']} = {_value(r['value'], r['unit'])} ({r['device']})" for r in records]
+            texts = [f"{r['name']} = {_shown(r['value'], r['unit'])} ({r['device']})" for r in records]
             measured = "; ".join(dict.fromkeys(texts))  # each once: parametrised tests often measure the same
             rows.append(
                 {

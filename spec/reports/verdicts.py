@@ -10,7 +10,6 @@ shows it, and a test keeps the two equal).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ SCHEMA = {
     "implementation": "what was graded: the notebook, script or module",
     "train_seed": "the seed of the training runs (--train-seed)",
     "torch": "the torch version that graded it",
-    "sandbox": "where the graded code ran: which sandbox, and what it kept out (spec/sandbox/client.py)",
+    "sandbox": "where the graded code ran: which sandbox, and what it kept out (spec/sandbox/containment.py)",
     "graded_passed": "graded questions passed",
     "graded": "graded questions run",
     "accuracy": "the test accuracy of the student's training on the CPU, in %, by epochs: {\"3\": ..., \"10\": ...}",
@@ -71,13 +70,6 @@ class QuestionVerdict:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QuestionVerdict:
         return cls(**{key: data[key] for key in ("question", "title", "graded", "outcome", "message", "tests")})
-
-    def markdown_row(self) -> str:
-        more = self.tests.get("failed", 0) - 1
-        message = markdown_cell(self.message) + (
-            f" (and {more} more failed test{'s' * (more > 1)})" if more > 0 else ""
-        )
-        return f"| {self.question} | {self.title} | {'yes' if self.graded else 'no'} | {self.outcome} | {message} |"
 
 
 @dataclass
@@ -148,45 +140,6 @@ class NotebookResult:
         if self.error:
             return self.error
         return f"{self.graded_passed} of {self.graded} graded questions passed"
-
-    def markdown_lines(self) -> list[str]:
-        lines = [f"{self.implementation}: {self.summary()} (torch {self.torch}, training seed {self.train_seed})", ""]
-        if self.error:
-            return lines[:1]
-        if self.sandbox:
-            lines += [f"Its code ran {self.sandbox}.", ""]
-        lines += [
-            "| question | title | graded | outcome | message |",
-            "|---|---|---|---|---|",
-            *(q.markdown_row() for q in self.questions),
-        ]
-        if self.skipped_cells:
-            lines += ["", "Not run (grading runs the imports, the definitions and the assignments they need):", ""]
-            lines += _skipped_lines(self.skipped_cells)
-        return lines
-
-
-def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
-    """A line per cell and reason: where, the first statement's code, how many more."""
-    lines = []
-    for (_, reason), group in itertools.groupby(skipped, lambda s: (s["cell"], s["reason"])):
-        group = list(group)
-        cell = group[0]["where"].rsplit("line", 1)[0]  # "cell 4 (In [2]), " or "" for a script
-        more = f" and {len(group) - 1} more" if len(group) > 1 else ""
-        where = f"{cell}line{'s' * (len(group) > 1)} {_ranges([s['lines'][0] for s in group])}"
-        lines.append(f"- {where}: `{group[0]['code']}`{more}: {reason}")
-    return lines
-
-
-def _ranges(numbers: list[int]) -> str:
-    """[2, 3, 4, 7] -> '2-4, 7'."""
-    spans: list[list[int]] = []
-    for n in numbers:
-        if spans and n == spans[-1][1] + 1:
-            spans[-1][1] = n
-        else:
-            spans.append([n, n])
-    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
 
 
 @dataclass

@@ -9,7 +9,8 @@
   bounded by RLIMIT_DATA alone (spec/sandbox/client.py). Not for root: root's processes are counted across
   the whole host (every container's), so no limit set from here can be right, and none is set.
 
-`plan()` says which holds here, once a process, and `Bounds.line()` says it in the grade report.
+`plan()` says which holds here, once a process, as a `Bounds` (Cgroups, SystemdScope, ProcessRlimit, or
+the bare Bounds: none); its `line()` says it in the grade report.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -109,52 +111,100 @@ def _may_make(parent: Path) -> bool:
     return True
 
 
-@dataclass(frozen=True)
 class Bounds:
-    """How a worker's processes and memory are bounded here: `how` is "cgroup v1", "cgroup v2", "systemd scope",
-    "rlimit" or "none"; `parents` where each controller's worker cgroups go (cgroups only)."""
+    """How a worker's processes and memory are bounded here, beyond its own resource limits: nothing, which
+    is what root gets where no cgroup can be made (root's processes are counted across the whole host). The
+    other bounds below say otherwise; `plan()` picks one. A worker's start asks it for the cgroups to join
+    (`cgroup`), the command and environment to start in (`wrap`, `scope_env`) and more resource limits
+    (`rlimits`)."""
 
-    how: str
-    controllers: tuple[str, ...] = ()
-    parents: tuple[tuple[str, Path], ...] = ()
+    how = "none"  # the bound's name, as the report says it
 
     def line(self) -> str:
         """The bounds, for the grade report's sandbox line."""
-        if self.how == "rlimit":
-            return f", at most {PROCESSES} processes of its user beyond those running (RLIMIT_NPROC)"
-        if self.how == "none":
-            return ", no bound on its processes (root, where no cgroup can be made)"
-        return "".join(f", {WORDS[controller]} ({self.how})" for controller in self.controllers)
+        return ", no bound on its processes (root, where no cgroup can be made)"
+
+    def cgroup(self, name: str) -> list[Path]:
+        """The cgroups one worker joins, made for it; remove_cgroup removes each."""
+        return []
+
+    def wrap(self, command: list[str], env: dict[str, str]) -> list[str]:
+        """The worker's command; `env` is the worker's own environment."""
+        return command
+
+    def scope_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The environment the worker's command starts in."""
+        return env
+
+    def rlimits(self) -> list[tuple[int, int]]:
+        """Resource limits beyond the worker's own, worked out in the grader before the worker starts."""
+        return []
+
+
+@dataclass(frozen=True)
+class Cgroups(Bounds):
+    """A cgroup of its own for each worker, bounded in each of `controllers`; `parents` where each
+    controller's worker cgroups go. In cgroup v2 one cgroup holds every controller."""
+
+    version: int
+    controllers: tuple[str, ...]
+    parents: tuple[tuple[str, Path], ...]
+
+    @property
+    def how(self) -> str:  # type: ignore[override]
+        return f"cgroup v{self.version}"
+
+    def line(self) -> str:
+        return _said(self.controllers, self.how)
 
     def parent(self, controller: str) -> Path:
         return dict(self.parents)[controller]
 
     def cgroup(self, name: str) -> list[Path]:
-        """A cgroup `mnist-lab-PID-name` bounded in each controller, for one worker; [] for the other bounds.
-        In cgroup v2 one cgroup holds every controller."""
+        """A cgroup `mnist-lab-PID-name` bounded in each controller, for one worker."""
         made = (bounded_cgroup(controller, name, LIMITS[controller], self) for controller in self.controllers)
-        return list(dict.fromkeys(cgroup for cgroup in made if cgroup is not None)) if self.parents else []
+        return list(dict.fromkeys(cgroup for cgroup in made if cgroup is not None))
+
+
+class SystemdScope(Bounds):
+    """A transient systemd user scope with TasksMax and MemoryMax, where cgroup v2 delegates no cgroup."""
+
+    how = "systemd scope"
+
+    def line(self) -> str:
+        return _said(tuple(LIMITS), self.how)
 
     def wrap(self, command: list[str], env: dict[str, str]) -> list[str]:
-        """The worker's command, inside a systemd scope where that is the bound; `env` is the worker's."""
-        if self.how != "systemd scope":
-            return command
         scope = [shutil.which("systemd-run") or "systemd-run", "--user", "--scope", "--quiet", "--collect",
                  f"--property=TasksMax={PROCESSES}", f"--property=MemoryMax={MEMORY_LIMIT}"]  # fmt: skip
         # systemd-run needs the user manager's address; the worker gets its own environment back.
         return [*scope, "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
 
     def scope_env(self, env: dict[str, str]) -> dict[str, str]:
-        """The environment the worker's command starts in: with the user manager's address for a scope."""
-        if self.how != "systemd scope":
-            return env
         passed = {k: os.environ[k] for k in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS") if k in os.environ}
         return {**env, **passed}
 
 
+class ProcessRlimit(Bounds):
+    """RLIMIT_NPROC, for a plain user: it counts every process of the worker's user."""
+
+    how = "rlimit"
+
+    def line(self) -> str:
+        return f", at most {PROCESSES} processes of its user beyond those running (RLIMIT_NPROC)"
+
+    def rlimits(self) -> list[tuple[int, int]]:
+        return [(resource.RLIMIT_NPROC, process_limit())]
+
+
+def _said(controllers: tuple[str, ...], how: str) -> str:
+    return "".join(f", {WORDS[controller]} ({how})" for controller in controllers)
+
+
 def cgroup_controllers() -> tuple[str, ...]:
     """The controllers in which each worker gets a bounded cgroup of its own here."""
-    return plan().controllers if plan().parents else ()
+    bound = plan()
+    return bound.controllers if isinstance(bound, Cgroups) else ()
 
 
 def bounded_cgroup(controller: str, name: str, value: int, bounds: Bounds | None = None) -> Path | None:
@@ -162,12 +212,12 @@ def bounded_cgroup(controller: str, name: str, value: int, bounds: Bounds | None
     None where it cannot be made; remove_cgroup removes it. (In cgroup v2 a cgroup holds processes or turns
     controllers on for its children, never both: a worker's holds the worker.)"""
     bounds = bounds or plan()
-    if controller not in bounds.controllers:
+    if not isinstance(bounds, Cgroups) or controller not in bounds.controllers:
         return None
     cgroup = bounds.parent(controller) / f"{PREFIX}-{os.getpid()}-{name}"
     try:
         cgroup.mkdir(exist_ok=True)
-        (cgroup / LIMIT_FILES[2 if bounds.how == "cgroup v2" else 1][controller]).write_text(str(value))
+        (cgroup / LIMIT_FILES[bounds.version][controller]).write_text(str(value))
     except OSError:
         return None
     return cgroup
@@ -185,25 +235,25 @@ def plan() -> Bounds:
                 parents.append((controller, parent))
                 _remove_stale(parent)
         if parents:
-            return Bounds("cgroup v1", tuple(c for c, _ in parents), tuple(parents))
+            return Cgroups(1, tuple(c for c, _ in parents), tuple(parents))
     else:
         found = delegated_v2(own_v2())
         if found is not None:
             parent, controllers = found
             _remove_stale(parent)
-            bounds = Bounds("cgroup v2", controllers, tuple((c, parent) for c in controllers))
+            bounds = Cgroups(2, controllers, tuple((c, parent) for c in controllers))
             if _joinable(bounds):
                 return bounds
         if _user_manager():
-            return Bounds("systemd scope", tuple(LIMITS))
-    return Bounds("none") if _is_root() else Bounds("rlimit")
+            return SystemdScope()
+    return Bounds() if _is_root() else ProcessRlimit()
 
 
 def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _joinable(bounds: Bounds) -> bool:
+def _joinable(bounds: Cgroups) -> bool:
     """Whether a process can be started inside a cgroup made as a worker's is: cgroup v2 refuses one where the
     kernel's rules do not allow it (a cgroup whose controllers are on for its children, a move across a
     delegation boundary), so a cgroup that can be made is not yet one that bounds a worker."""

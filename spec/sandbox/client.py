@@ -1,14 +1,11 @@
 """The grader's side of the sandbox: a worker process, contained, asked in plain data, read with a deadline.
 
 The worker (spec/sandbox/worker.py) is spawned fresh, never forked from the grader, in an empty temporary
-folder, with a scrubbed environment and only its two pipes open. Where bubblewrap runs (`apt-get install
-bubblewrap`), it runs inside it: a read-only root, no network, its own user (nobody), process and IPC
-namespaces, the checkout (the spec, the data, mnist_lab) and the submission's own folder hidden, only its
-temporary folder writable; the interpreter's own folders are shown wherever they are (a venv under /tmp,
-in the checkout, behind links). Everywhere, resource limits: file size, open files, memory (RLIMIT_DATA),
-core dumps; and a bound on its processes and memory, whichever this host allows (spec/sandbox/bounds.py).
-`Containment.line()` says which a run had. A worker says it is ready before any student code reaches it:
-one that never does is the grader's failure (SandboxError, "not graded"), never the student's.
+folder, with a scrubbed environment and only its two pipes open, inside this host's containment
+(spec/sandbox/containment.py: bubblewrap where it runs, else a plain process). Everywhere, resource limits:
+file size, open files, memory (RLIMIT_DATA), core dumps; and the containment's bound on its processes and
+memory (spec/sandbox/bounds.py). A worker says it is ready before any student code reaches it: one that
+never does is the grader's failure (SandboxError, "not graded"), never the student's.
 
 A worker that dies, hangs past the caller's time limit or sends what is not a message is killed with its
 whole process group; the next request starts a fresh one and replays the notebook's definitions.
@@ -24,23 +21,20 @@ import resource
 import select
 import shutil
 import signal
-import site
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from spec.sandbox import bounds, wire
+from spec.sandbox import bounds, containment, wire
+from spec.sandbox.errors import SandboxError, WorkerError
 
 WORKER = Path(__file__).with_name("worker.py")
-REPO = WORKER.parents[2]
 FILE_LIMIT = 256 << 20  # bytes of any one file the worker writes, its output log included
 OPEN_FILES = 256
 GREETING_TIMEOUT = 300  # seconds for a fresh worker to import torch and say it is ready, on a loaded machine
@@ -51,43 +45,6 @@ SIGNALS = {
     signal.SIGSEGV: "crashed (SIGSEGV)",
     signal.SIGABRT: "aborted (SIGABRT)",
 }
-
-
-class WorkerError(Exception):
-    """The worker died, hung or answered with what is not a message: one line that says how."""
-
-
-class SandboxError(Exception):
-    """The grader could not start a worker: the grader's failure, never the student's (no student code had
-    run when it happened). One line that says why."""
-
-
-@dataclass(frozen=True)
-class Containment:
-    kind: str  # "bubblewrap" or "process"
-
-    def line(self) -> str:
-        cgroups = bounds.plan().line()
-        if self.kind == "bubblewrap":
-            return ("in a worker under bubblewrap: read-only root, no network, user nobody, the checkout and the "
-                    f"submission's folder hidden, resource limits{cgroups}")  # fmt: skip
-        return ("in a worker process without bubblewrap (not installed, or it cannot run here): resource limits "
-                f"only{cgroups}; the network and whatever this user can read were reachable")  # fmt: skip
-
-
-@functools.cache
-def containment() -> Containment:
-    """Bubblewrap where it is installed and can make its namespaces here, else a plain process."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is not None:
-        probe = [bwrap, *_BWRAP_BASE, "--uid", "65534", "--gid", "65534", "true"]
-        if subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0:
-            return Containment("bubblewrap")
-    return Containment("process")
-
-
-_BWRAP_BASE = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-               "--proc", "/proc", "--tmpfs", "/tmp"]  # fmt: skip
 
 
 def generator_states() -> dict[str, Any]:
@@ -138,10 +95,12 @@ class _Deadline:
 class Worker:
     """One notebook's worker: started on the first request, restarted after a failure."""
 
-    def __init__(self, hidden: list[Path], sandbox: Containment | None = None, data: Path | None = None) -> None:
+    def __init__(
+        self, hidden: list[Path], sandbox: containment.Containment | None = None, data: Path | None = None
+    ) -> None:
         self.hidden = hidden  # folders the worker must not see: the submission's own
         self.data = data  # the prepared MNIST (spec/harness/prepared.py), which the worker maps read-only
-        self.sandbox = sandbox or containment()
+        self.sandbox = sandbox or containment.choose()
         self.folder = Path(tempfile.mkdtemp(prefix="mnist-lab-worker-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.replies = -1
@@ -152,23 +111,6 @@ class Worker:
         self._files: _Files = {}  # those written for this worker
 
     # --- the process ----------------------------------------------------------------------------------
-
-    def command(self) -> list[str]:
-        python = [sys.executable, "-I"]
-        if self.sandbox.kind == "process":
-            return [*python, str(WORKER)]
-        sandbox = "/tmp/mnist-lab-sandbox"
-        args = [shutil.which("bwrap") or "bwrap", *_BWRAP_BASE]
-        args += ["--dev-bind", "/dev", "/dev"] if torch.cuda.is_available() else ["--dev", "/dev"]
-        hidden = [*self.hidden, REPO]
-        for folder in hidden:
-            args += ["--tmpfs", str(folder)]
-        args += interpreter_binds([Path("/tmp"), *hidden])  # a venv under /tmp, in the checkout, ...
-        args += ["--ro-bind", str(WORKER.parent), sandbox, "--bind", str(self.folder), str(self.folder)]
-        if self.data is not None:
-            args += ["--ro-bind", str(self.data), str(self.data)]
-        args += ["--chdir", str(self.folder), "--uid", "65534", "--gid", "65534"]
-        return [*args, *python, f"{sandbox}/worker.py"]
 
     def start(self) -> None:
         """A fresh worker, with the notebook's definitions replayed where they are known."""
@@ -185,15 +127,15 @@ class Worker:
         for name in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):  # LD_LIBRARY_PATH: an interpreter may need it
             if name in os.environ:
                 env[name] = os.environ[name]
-        plan = bounds.plan()
-        self.cgroups = self._cgroups()
-        nproc = bounds.process_limit() if plan.how == "rlimit" else None
+        bound = self.sandbox.bound
+        self.cgroups = bound.cgroup(f"{id(self)}-{self.generation}")
+        command = self.sandbox.command(WORKER, self.folder, self.hidden, self.data)
         try:
             with (self.folder / "sandbox.log").open("wb") as log:  # bubblewrap's own complaints, if any
                 self.proc = subprocess.Popen(
-                    plan.wrap(self.command(), env), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder,
-                    env=plan.scope_env(env), pass_fds=[write], start_new_session=True,
-                    preexec_fn=functools.partial(_limits, self.cgroups, nproc),
+                    bound.wrap(command, env), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.folder,
+                    env=bound.scope_env(env), pass_fds=[write], start_new_session=True,
+                    preexec_fn=functools.partial(_limits, self.cgroups, bound.rlimits()),
                 )  # fmt: skip
         except (OSError, subprocess.SubprocessError) as err:  # SubprocessError: _limits failed in the child
             os.close(read)
@@ -204,12 +146,6 @@ class Worker:
         self.replies = read
         self.generation += 1
         self.greeted = False
-
-    def _cgroups(self) -> list[Path]:
-        """A cgroup bounded in each controller that can have one here (spec/sandbox/bounds.py), for the next
-        worker."""
-        name = f"{id(self)}-{self.generation}"
-        return bounds.plan().cgroup(name)
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -249,7 +185,7 @@ class Worker:
         grader's failure, a SandboxError, never the notebook's."""
         try:
             hello = wire.receive(_Deadline(self.replies, time.monotonic() + GREETING_TIMEOUT))
-            if hello.get("ready") is not True:
+            if hello != wire.READY:
                 raise wire.WireError(f"it said {str(hello)[:100]} for hello")
         except (TimeoutError, EOFError, wire.WireError) as err:
             why = "did not say it was ready" if isinstance(err, TimeoutError | EOFError) else str(err)
@@ -262,7 +198,7 @@ class Worker:
         self.greeted = True
 
     def _not_started(self, why: str) -> SandboxError:
-        return SandboxError(f"the grader could not start its sandbox ({self.sandbox.kind}): {why}")
+        return SandboxError(f"the grader could not start its sandbox ({self.sandbox.name}): {why}")
 
     def _said(self) -> str:
         """The last line the worker or bubblewrap wrote before it died, if any."""
@@ -301,8 +237,7 @@ class Worker:
             code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             return "closed its reply pipe and went on running"
-        if code > 128 and self.sandbox.kind == "bubblewrap":  # bwrap exits 128 + the signal that ended its child
-            code = 128 - code
+        code = self.sandbox.exit_code(code)
         if code < 0:
             return f"ended the worker: it {SIGNALS.get(-code, f'was killed by signal {-code}')}"
         said = (self.folder / "sandbox.log").read_text(errors="replace").strip().splitlines()
@@ -315,69 +250,26 @@ class Worker:
         plain = tensor.detach()
         spec: dict[str, Any] = {"device": tensor.device.type, "requires_grad": bool(tensor.requires_grad)}
         if plain.numel() * plain.element_size() <= BY_VALUE:
-            return {**spec, "__tensor__": plain.cpu().numpy()}
-        shared = _file_of(_MAPPED, tensor) if self.data is not None and self.sandbox.kind == "bubblewrap" else None
+            return {**spec, wire.TENSOR: plain.cpu().numpy()}
+        shared = _file_of(_MAPPED, tensor) if self.data is not None and self.sandbox.isolated else None
         if shared is not None and Path(shared).parent == self.data and os.path.isfile(shared):
-            return {**spec, "__file__": shared}
+            return {**spec, wire.FILE: shared}
         file = _file_of(self._files, tensor)
         if file is None:
             file = str(self.folder / f"data-{len(self._files)}.npy")
             np.save(file, plain.cpu().numpy(), allow_pickle=False)
             self._files[id(tensor)] = (weakref.ref(tensor), file, tensor._version)
-        return {**spec, "__file__": file}
+        return {**spec, wire.FILE: file}
 
 
-def _limits(cgroups: list[Path], processes: int | None) -> None:
-    """In the child, before it runs the worker: the resource limits, and the cgroups its processes share;
-    RLIMIT_NPROC where no cgroup or scope bounds its processes."""
+def _limits(cgroups: list[Path], more: list[tuple[int, int]]) -> None:
+    """In the child, before it runs the worker: the resource limits, the bound's own (`more`), and the cgroups
+    its processes share."""
     bounds.join_cgroups(cgroups)
     limits = [(resource.RLIMIT_FSIZE, FILE_LIMIT), (resource.RLIMIT_NOFILE, OPEN_FILES),
-              (resource.RLIMIT_DATA, bounds.MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)]  # fmt: skip
-    if processes is not None:
-        limits.append((resource.RLIMIT_NPROC, processes))
+              (resource.RLIMIT_DATA, bounds.MEMORY_LIMIT), (resource.RLIMIT_CORE, 0), *more]  # fmt: skip
     for limit, value in limits:
         resource.setrlimit(limit, (value, value))
-
-
-def interpreter_paths() -> list[str]:
-    """What this interpreter needs to start and import torch: its prefixes (a venv's, its base's, the real
-    installation's), its site-packages, torch's and numpy's, the folders of LD_LIBRARY_PATH, then its
-    executable and every link on the way to it."""
-    real = Path(os.path.realpath(sys.executable))
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(real.parent.parent)]
-    paths += [*site.getsitepackages(), *(str(Path(m.__file__).parent.parent) for m in (torch, np))]
-    paths += [*os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep), sys.executable]
-    return [os.path.abspath(path) for path in dict.fromkeys(paths) if path]
-
-
-def interpreter_binds(hidden: list[Path]) -> list[str]:
-    """bubblewrap's arguments that show the interpreter's paths (interpreter_paths) where a folder in `hidden`
-    would hide them: the real folders and files read-only, and every symbolic link on the way to them (a
-    link to the venv, to the interpreter) made again as a link."""
-
-    def hides(path: Path) -> bool:
-        return any(path.is_relative_to(folder) for folder in hidden)
-
-    links: dict[Path, str] = {}
-    real: list[Path] = []
-    queue = [Path(path) for path in interpreter_paths()]
-    while queue and len(links) < 64:  # a loop of links ends here
-        path = queue.pop(0)
-        for step in [*reversed(path.parents), path]:
-            if step.is_symlink() and step not in links:
-                links[step] = os.readlink(step)
-                queue.append(step.parent / links[step])
-        if path.exists():
-            real.append(Path(os.path.realpath(path)))
-    shown: list[Path] = []
-    for path in sorted(dict.fromkeys(real), key=lambda p: len(p.parts)):  # a folder before what is in it
-        if hides(path) and not any(path.is_relative_to(folder) for folder in shown):
-            shown.append(path)
-    # A link inside a folder shown is there already; one reached through another link, as that link's target.
-    made = [link for link in links if link.parent == Path(os.path.realpath(link.parent))
-            and hides(link) and not any(link.is_relative_to(folder) for folder in shown)]  # fmt: skip
-    return [*(arg for path in shown for arg in ("--ro-bind", str(path), str(path))),
-            *(arg for link in made for arg in ("--symlink", links[link], str(link)))]  # fmt: skip
 
 
 SELF_CHECK = "def double(x):\n    return x * 2\n"  # a known-good definition, asked as grading asks a student's
@@ -391,18 +283,18 @@ def self_check(data: Path | None = None) -> str | None:
         worker = Worker(hidden=[Path(submission)], data=data)
         cell = {"filename": "<self-check>", "source": SELF_CHECK, "label": "self-check", "script": True}
         try:
-            defined = worker.define({"op": "define", "file": "self-check.py", "cells": [cell],
+            defined = worker.define({"op": wire.DEFINE, "file": "self-check.py", "cells": [cell],
                                      "statements": [{"filename": "<self-check>", "index": 0}]})  # fmt: skip
             if defined["failed"]:
                 return f"the grader's sandbox cannot build a known-good definition: {defined['failed'][0]}"
-            argument = {"__tensor__": np.arange(3.0), "device": "cpu", "requires_grad": False}
-            reply = worker.request({"op": "call", "name": "double", "args": [argument], "kwargs": {}}, timeout=120)
+            argument = {wire.TENSOR: np.arange(3.0), "device": "cpu", "requires_grad": False}
+            reply = worker.request({"op": wire.CALL, "name": "double", "args": [argument], "kwargs": {}}, timeout=120)
         except (SandboxError, WorkerError) as err:
             return str(err) if isinstance(err, SandboxError) else f"the grader's sandbox failed its self-check: {err}"
         finally:
             worker.close()
     value = reply.get("value")
-    got = value.get("__tensor__") if isinstance(value, dict) else None
+    got = value.get(wire.TENSOR) if isinstance(value, dict) else None
     if got is None or not np.array_equal(got, [0.0, 2.0, 4.0]):
         return f"the grader's sandbox answered its self-check wrongly: {str(reply)[:200]}"
     return None

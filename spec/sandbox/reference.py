@@ -103,3 +103,8 @@ def at_each_epoch_end(take: Callable[[], Any]) -> Iterator[None]:
         yield
     finally:
         np.random.permutation = draw
+
+
+def load_arrays(net: nn.Module, state: dict[str, np.ndarray]) -> None:
+    """Weights that crossed the wire as arrays, into `net` where its own tensors are (either side's)."""
+    net.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})

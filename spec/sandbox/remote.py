@@ -3,9 +3,11 @@
 `RemoteFunction` calls a contract name in the worker; what it returns arrives as arrays, tensors rebuilt here
 from arrays, numbers and strings, or a `RemoteNet` for a network. An exception in the student's code comes
 back as its type's name, its message and where in the notebook it was raised, and is raised here as an
-exception of that name (`StudentError`s carry `student_location`). A `RemoteNet` is an nn.Module whose
-every answer (print, children, parameters, forward) is asked of the worker; `trusted_twin()` gives the
-spec's own LeNet with its weights, where the two compute the same function.
+exception of that name (`StudentCodeError`s carry `student_location`); any other failure of the call
+(exit(), a flood, a worker that died or hung, a value grading cannot read) is a `CallError`, one line that
+names the call, which the harness makes the test's failure. A `RemoteNet` is an nn.Module whose every
+answer (print, children, parameters, forward) is asked of the worker; `trusted_twin()` gives the spec's
+own LeNet with its weights, where the two compute the same function.
 """
 
 from __future__ import annotations
@@ -15,22 +17,15 @@ import functools
 import sys
 from typing import Any
 
-import numpy as np
-import pytest
 import torch
 from torch import nn
 
-from spec.sandbox.client import Worker, WorkerError
-from spec.sandbox.reference import PrintedLeNet, Recorder
+from spec.sandbox import wire
+from spec.sandbox.client import Worker
+from spec.sandbox.errors import CallError, StudentCodeError, WorkerError
+from spec.sandbox.reference import PrintedLeNet, Recorder, load_arrays
 
-OUTPUT_LIMIT = 1_000_000  # characters a graded call may print, stdout and stderr each (as the worker counts)
 PROBE = 64  # images on which a network and its trusted twin must agree
-
-
-class StudentCodeError(Exception):
-    """What the student's code raised, rebuilt under its own name (for grading's messages)."""
-
-    student_location: str | None = None
 
 
 @functools.cache
@@ -53,23 +48,24 @@ def rebuilt(error: dict[str, Any]) -> StudentCodeError:
 
 
 def _answer(name: str, reply: dict[str, Any]) -> dict[str, Any]:
-    """A reply that holds a value; a failed test, or the student's exception, for any other."""
+    """A reply that holds a value; CallError, or the student's exception, for any other."""
     if "error" in reply:
         raise rebuilt(reply["error"])
     if "exit" in reply:
         where = reply.get("where")
-        pytest.fail(f"{name} called exit() or sys.exit({reply['exit']}){' at ' + where if where else ''}: "
-                    "a graded function must return", pytrace=False)  # fmt: skip
+        raise CallError(f"{name} called exit() or sys.exit({reply['exit']}){' at ' + where if where else ''}: "
+                         "a graded function must return")  # fmt: skip
     if "not_plain" in reply:
-        pytest.fail(f"{name} {reply['not_plain']}", pytrace=False)
+        raise CallError(f"{name} {reply['not_plain']}")
     return reply
 
 
 def _ask(worker: Worker, name: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
     try:
-        return _answer(name, worker.request(message, timeout))
+        reply = worker.request(message, timeout)
     except WorkerError as failure:
-        pytest.fail(f"{name} {failure}", pytrace=False)
+        raise CallError(f"{name} {failure}") from None
+    return _answer(name, reply)
 
 
 class RemoteFunction:
@@ -77,40 +73,50 @@ class RemoteFunction:
 
     def __init__(self, worker: Worker, name: str, timeout: float = 3600) -> None:
         self.worker, self.name, self.timeout = worker, name, timeout
-        self.snapshots: list[dict[str, torch.Tensor]] = []
 
-    def __call__(self, *args: Any, snapshots: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The student's function called with these arguments, and nothing else: what it returned."""
+        return self._call(args, kwargs, epoch_states=False)[0]
+
+    def with_epoch_states(self, *args: Any, **kwargs: Any) -> tuple[Any, list[dict[str, torch.Tensor]]]:
+        """The same call, and the weights of the network among `args` at the end of each epoch but the last
+        (reference.at_each_epoch_end), taken by the worker beside the student's code."""
+        return self._call(args, kwargs, epoch_states=True)
+
+    def _call(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], epoch_states: bool
+    ) -> tuple[Any, list[dict[str, torch.Tensor]]]:
         encode = functools.partial(_argument, self.worker)
-        request = {"op": "call", "name": self.name, "args": [encode(a) for a in args],
-                   "kwargs": {k: encode(v) for k, v in kwargs.items()}, "snapshots": snapshots}  # fmt: skip
+        request = {"op": wire.CALL, "name": self.name, "args": [encode(a) for a in args],
+                   "kwargs": {k: encode(v) for k, v in kwargs.items()}, "epoch_states": epoch_states}  # fmt: skip
         reply = _ask(self.worker, self.name, request, self.timeout)
         for which in ("stdout", "stderr"):
-            if reply[f"{which}_total"] > OUTPUT_LIMIT:
-                pytest.fail(f"{self.name} flooded {which}: {reply[f'{which}_total']:,} characters, more than the "
-                            f"{OUTPUT_LIMIT:,} allowed", pytrace=False)  # fmt: skip
+            if reply[f"{which}_total"] > wire.OUTPUT_LIMIT:
+                raise CallError(f"{self.name} flooded {which}: {reply[f'{which}_total']:,} characters, more than "
+                                 f"the {wire.OUTPUT_LIMIT:,} allowed")  # fmt: skip
         sys.stdout.write(reply["stdout"])
         recorders = [a for a in args if isinstance(a, Recorder)]
         for recorder, recorded in zip(recorders, reply["recorders"], strict=True):
-            _load(recorder.net, recorded["state"])
+            load_arrays(recorder.net, recorded["state"])
             recorder.batches, recorder.losses = recorded["batches"], recorded["losses"]
-        self.snapshots = [{k: torch.from_numpy(v) for k, v in state.items()} for state in reply["snapshots"]]
-        return _value(self.worker, self.name, reply["value"])
+        states = [{k: torch.from_numpy(v) for k, v in state.items()} for state in reply["epoch_states"]]
+        return _value(self.worker, self.name, reply["value"]), states
 
 
 def _argument(worker: Worker, value: Any) -> Any:
     """A request's argument: a network by its handle, the spec's Recorder by its state, a tensor by value or file."""
     if isinstance(value, RemoteNet):
-        return {"__net__": value.handle()}
+        return {wire.NET: value.handle()}
     if isinstance(value, Recorder):
         state = {k: v.detach().cpu().numpy() for k, v in value.net.state_dict().items()}
         device = next(value.parameters()).device.type
-        return {"__recorder__": {"state": state, "labels": worker.tensor(value.labels), "device": device}}
+        return {wire.RECORDER: {"state": state, "labels": worker.tensor(value.labels), "device": device}}
     if isinstance(value, torch.Tensor):
         return worker.tensor(value)
     if isinstance(value, nn.Module):
         raise TypeError(f"cannot hand a {type(value).__name__} to the sandboxed worker")
     if isinstance(value, tuple):
-        return {"__tuple__": [_argument(worker, v) for v in value]}
+        return {wire.TUPLE: [_argument(worker, v) for v in value]}
     if isinstance(value, list):
         return [_argument(worker, v) for v in value]
     return value
@@ -122,23 +128,17 @@ def _value(worker: Worker, name: str, value: Any) -> Any:
         return [_value(worker, name, v) for v in value]
     if not isinstance(value, dict):
         return value
-    if "__ndarray__" in value:
-        return value["__ndarray__"]
-    if "__generic__" in value:
-        return value["__generic__"][()]
-    if "__tensor__" in value:
-        return torch.from_numpy(value["__tensor__"]).to(value["device"])
-    if "__net__" in value:
-        return RemoteNet(worker, value["__net__"], value["kind"])
-    if "__tuple__" in value:
-        return tuple(_value(worker, name, v) for v in value["__tuple__"])
-    raise pytest.fail(f"{name} returned what grading cannot read: {sorted(value)}", pytrace=False)
-
-
-def _load(net: nn.Module, state: dict[str, np.ndarray]) -> None:
-    with torch.no_grad():
-        for name, tensor in net.state_dict().items():
-            tensor.copy_(torch.from_numpy(state[name]))
+    if wire.NDARRAY in value:
+        return value[wire.NDARRAY]
+    if wire.GENERIC in value:
+        return value[wire.GENERIC][()]
+    if wire.TENSOR in value:
+        return torch.from_numpy(value[wire.TENSOR]).to(value["device"])
+    if wire.NET in value:
+        return RemoteNet(worker, value[wire.NET], value["kind"])
+    if wire.TUPLE in value:
+        return tuple(_value(worker, name, v) for v in value[wire.TUPLE])
+    raise CallError(f"{name} returned what grading cannot read: {sorted(value)}")
 
 
 class RemoteLayer:
@@ -166,12 +166,12 @@ class RemoteNet(nn.Module):
 
     def handle(self) -> int:
         if self._worker.generation != self._generation:
-            pytest.fail(f"this {self._kind} was made by a worker that has since been stopped", pytrace=False)
+            raise CallError(f"this {self._kind} was made by a worker that has since been stopped")
         return self._handle
 
     def ask(self, method: str, *args: Any, timeout: float = 600) -> Any:
         encode = functools.partial(_argument, self._worker)
-        request = {"op": "net", "id": self.handle(), "method": method, "args": [encode(a) for a in args]}
+        request = {"op": wire.NET_OP, "id": self.handle(), "method": method, "args": [encode(a) for a in args]}
         return _ask(self._worker, self._kind, request, timeout)["value"]
 
     def to(self, device: Any, *args: Any, **kwargs: Any) -> RemoteNet:  # type: ignore[override]

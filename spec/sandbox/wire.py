@@ -20,6 +20,26 @@ import numpy as np
 
 LIMIT = 1 << 30  # bytes one message may hold: 60,000 MNIST images in float32 are 188 MB
 PLAIN_DTYPES = frozenset("biuf")  # bool, signed and unsigned integers, floats: what an array may hold
+OUTPUT_LIMIT = 1_000_000  # characters a graded call may print, stdout and stderr each; past it the call fails
+
+# The conversation. The worker first sends READY. Then each request is answered by one reply:
+#   {"op": "define", "file", "cells": [{"filename", "source", "label", "script"}], "statements": [...]}
+#       -> {"failed": [{"position", "type", "message"}], "names": [...]}
+#   {"op": "call", "name", "args", "kwargs", "epoch_states": bool, "rng"}
+#       -> {"value", "stdout", "stdout_total", "stderr_total", "epoch_states": [state, ...], "recorders"}
+#   {"op": "net", "id", "method", "args", "rng"} -> {"value"}
+# and any request may be answered instead by {"error": {"type", "module", "message", "where", "name"}} (the
+# student's exception), {"exit": code, "where"} (exit() in graded code) or {"not_plain": why}.
+READY = {"ready": True}
+DEFINE, CALL, NET_OP = "define", "call", "net"
+# Values in requests and replies: a dict with one of these keys stands for what it names.
+TENSOR = "__tensor__"  # {TENSOR: array, "device", "requires_grad"}: a torch.Tensor, rebuilt on the other side
+FILE = "__file__"  # {FILE: path of a .npy, "device", "requires_grad"}: a large tensor, mapped from its file
+NDARRAY = "__ndarray__"  # a NumPy array a call returned, as it is
+GENERIC = "__generic__"  # a NumPy scalar a call returned, as a 0-d array
+NET = "__net__"  # {NET: handle, "kind"}: a network that stays in the worker, asked about by its handle
+TUPLE = "__tuple__"  # {TUPLE: [items]}: a tuple, which JSON would make a list
+RECORDER = "__recorder__"  # the spec's Recorder (spec/sandbox/reference.py), by its state and labels
 
 
 class WireError(Exception):

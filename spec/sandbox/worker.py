@@ -40,9 +40,8 @@ import torch
 import wire
 from torch import nn
 
-WHERE = "where.txt"  # where the student's code runs now (Worker.watch)
+WHERE = "where.txt"  # where the student's code runs now (StudentCode.watch)
 WATCH_SECONDS = 0.5  # how stale the place named for a stopped call may be
-OUTPUT_LIMIT = 1_000_000  # characters a call may print, stdout and stderr each (the grader says so too)
 HIDDEN = ("spec", "mnist_lab")  # packages graded code may not import: the spec and the reference package
 SCALARS = (bool, int, float, str)
 NUMPY_SCALARS = (np.bool_, np.integer, np.floating)
@@ -93,7 +92,9 @@ def _course_tools() -> types.ModuleType:
     return module
 
 
-class Worker:
+class StudentCode:
+    """The notebook's definitions as this worker holds them: its module, its cells, the networks it made."""
+
     def __init__(self) -> None:
         self.module = types.ModuleType("graded_notebook")
         self.cells: dict[str, tuple[str, bool]] = {}  # filename -> (label, script)
@@ -159,11 +160,11 @@ class Worker:
         args = [self.argument(a) for a in request["args"]]
         kwargs = {k: self.argument(v) for k, v in request["kwargs"].items()}
         watched = next((a for a in args if isinstance(a, nn.Module)), None)
-        snapshots: list[dict[str, np.ndarray]] = []
-        with _captured() as (out, err), _epoch_snapshots(watched if request.get("snapshots") else None, snapshots):
+        states: list[dict[str, np.ndarray]] = []
+        with _captured() as (out, err), _epoch_states(watched if request.get("epoch_states") else None, states):
             result = function(*args, **kwargs)
-        reply = {"value": self.plain(result), "stdout": out.text(), "stdout_total": out.total,
-                 "stderr_total": err.total, "snapshots": snapshots}  # fmt: skip
+        reply = {"value": self.returned(result), "stdout": out.text(), "stdout_total": out.total,
+                 "stderr_total": err.total, "epoch_states": states}  # fmt: skip
         reply["recorders"] = [_recorded(a) for a in args if isinstance(a, reference.Recorder)]
         return reply
 
@@ -173,20 +174,20 @@ class Worker:
             return [self.argument(v) for v in value]
         if not isinstance(value, dict):
             return value
-        if "__tensor__" in value or "__file__" in value:
+        if wire.TENSOR in value or wire.FILE in value:
             return _tensor(value)
-        if "__net__" in value:
-            return self.nets[value["__net__"]]
-        if "__recorder__" in value:
-            spec = value["__recorder__"]
+        if wire.NET in value:
+            return self.nets[value[wire.NET]]
+        if wire.RECORDER in value:
+            spec = value[wire.RECORDER]
             recorder = reference.Recorder(_tensor(spec["labels"]))
-            _load(recorder.net, spec["state"])
+            reference.load_arrays(recorder.net, spec["state"])
             return recorder.to(spec["device"])
-        if "__tuple__" in value:
-            return tuple(self.argument(v) for v in value["__tuple__"])
+        if wire.TUPLE in value:
+            return tuple(self.argument(v) for v in value[wire.TUPLE])
         return {k: self.argument(v) for k, v in value.items()}
 
-    def plain(self, value: Any) -> Any:
+    def returned(self, value: Any) -> Any:
         """What a call returned, as plain data; a network becomes a handle the grader can ask about."""
         kind = type(value)
         if value is None or kind in SCALARS:
@@ -194,18 +195,18 @@ class Worker:
         if kind is np.ndarray:
             if value.dtype.kind not in wire.PLAIN_DTYPES:
                 raise NotPlainError(f"returned an array of {value.dtype}, not of numbers")
-            return {"__ndarray__": value}
+            return {wire.NDARRAY: value}
         if isinstance(value, NUMPY_SCALARS) and kind.__module__ == "numpy":
-            return {"__generic__": np.asarray(value)}
+            return {wire.GENERIC: np.asarray(value)}
         if kind is torch.Tensor:
-            return {"__tensor__": value.detach().cpu().numpy(), "device": value.device.type}
+            return _scores(value)
         if isinstance(value, nn.Module):
             handle = len(self.nets) + 1
             self.nets[handle] = value
-            return {"__net__": handle, "kind": type(value).__name__}
+            return {wire.NET: handle, "kind": type(value).__name__}
         if kind in (list, tuple):
-            items = [self.plain(v) for v in value]
-            return items if kind is list else {"__tuple__": items}
+            items = [self.returned(v) for v in value]
+            return items if kind is list else {wire.TUPLE: items}
         raise NotPlainError(f"returned a {kind.__module__}.{kind.__qualname__}, which is not plain data")
 
     # --- networks -----------------------------------------------------------------------------------
@@ -217,10 +218,9 @@ class Worker:
 
 
 def _tensor(value: dict[str, Any]) -> torch.Tensor:
-    if "__file__" in value:  # the data set, mapped: copy-on-write, so the graded code may change its own copy
-        array = np.load(value["__file__"], mmap_mode="c", allow_pickle=False)
-    else:
-        array = value["__tensor__"]
+    # A file is the data set, mapped: copy-on-write, so that the graded code may change its own copy.
+    file = value.get(wire.FILE)
+    array = value[wire.TENSOR] if file is None else np.load(file, mmap_mode="c", allow_pickle=False)
     return torch.from_numpy(array).to(value["device"]).requires_grad_(value["requires_grad"])
 
 
@@ -237,10 +237,10 @@ def _recorded(recorder: reference.Recorder) -> dict[str, Any]:
 
 
 def _scores(out: Any) -> dict[str, Any]:
-    """What a forward pass returned, as a tagged tensor; anything but a plain Tensor is refused."""
+    """A tensor as a tagged value; anything but a plain Tensor is refused (a forward pass may return one)."""
     if type(out) is not torch.Tensor:
         raise NotPlainError(f"forward returned a {type(out).__module__}.{type(out).__qualname__}, not a Tensor")
-    return {"__tensor__": out.detach().cpu().numpy(), "device": out.device.type}
+    return {wire.TENSOR: out.detach().cpu().numpy(), "device": out.device.type}
 
 
 def _forward(net: nn.Module, images: torch.Tensor) -> dict[str, Any]:
@@ -257,16 +257,12 @@ def _moved(net: nn.Module, device: str) -> None:
     net.to(device)  # the handle's answer is nothing, not the module
 
 
-def _load(net: nn.Module, state: dict[str, np.ndarray]) -> None:
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-
-
 NET_OPS: dict[str, Callable[..., Any]] = {
     "repr": repr,
     "children": lambda net: [[name, type(m).__name__, repr(m)] for name, m in net.named_children()],
     "parameters": lambda net: [[n, _array(p), bool(p.requires_grad)] for n, p in net.named_parameters()],
     "state": _state,
-    "load": _load,
+    "load": reference.load_arrays,
     "to": _moved,
     "forward": _forward,
     "feature_maps": _feature_maps,
@@ -275,16 +271,16 @@ NET_OPS: dict[str, Callable[..., Any]] = {
 
 @contextlib.contextmanager
 def _captured() -> Iterator[tuple[_Bounded, _Bounded]]:
-    out, err = _Bounded(OUTPUT_LIMIT), _Bounded(OUTPUT_LIMIT)
+    out, err = _Bounded(wire.OUTPUT_LIMIT), _Bounded(wire.OUTPUT_LIMIT)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         yield out, err
 
 
-def _epoch_snapshots(net: nn.Module | None, snapshots: list[dict[str, np.ndarray]]) -> Any:
+def _epoch_states(net: nn.Module | None, states: list[dict[str, np.ndarray]]) -> Any:
     """The net's weights at the end of each epoch but the last (reference.at_each_epoch_end); nothing for None."""
     if net is None:
         return contextlib.nullcontext()
-    return reference.at_each_epoch_end(lambda: snapshots.append(_state(net)))
+    return reference.at_each_epoch_end(lambda: states.append(_state(net)))
 
 
 def _set_generators(states: dict[str, Any]) -> None:
@@ -303,10 +299,10 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else repr(err)
 
 
-def _failure(worker: Worker, err: BaseException) -> dict[str, Any]:
+def _failure(code: StudentCode, err: BaseException) -> dict[str, Any]:
     """A raised exception as plain data: its type's name and module, its message, where in the student's code."""
     kind = type(err)
-    where = worker.where(err.__traceback__)
+    where = code.where(err.__traceback__)
     if isinstance(err, SystemExit):
         return {"exit": repr(err.code), "where": where}
     if isinstance(err, NotPlainError):
@@ -317,10 +313,10 @@ def _failure(worker: Worker, err: BaseException) -> dict[str, Any]:
 
 
 def serve(requests: Any, replies: Any) -> None:
-    worker = Worker()
-    watcher = threading.Thread(target=worker.watch, args=(threading.get_ident(), Path(WHERE)), daemon=True)
+    code = StudentCode()
+    watcher = threading.Thread(target=code.watch, args=(threading.get_ident(), Path(WHERE)), daemon=True)
     watcher.start()
-    handlers = {"define": worker.define, "call": worker.call, "net": worker.net}
+    handlers = {wire.DEFINE: code.define, wire.CALL: code.call, wire.NET_OP: code.net}
     while True:
         try:
             request = wire.receive(requests)
@@ -331,7 +327,7 @@ def serve(requests: Any, replies: Any) -> None:
         try:
             reply = handlers[request["op"]](request)
         except (Exception, SystemExit) as err:
-            reply = _failure(worker, err)
+            reply = _failure(code, err)
         try:
             wire.send(replies, reply)
         except wire.WireError as err:  # a value that encode() cannot take: say so, not crash
@@ -341,7 +337,7 @@ def serve(requests: Any, replies: Any) -> None:
 def main() -> None:
     replies = os.fdopen(int(os.environ.pop("MNIST_LAB_REPLY_FD")), "wb")
     requests = os.fdopen(0, "rb")
-    wire.send(replies, {"ready": True})  # before any student code: until this, a failure is the grader's
+    wire.send(replies, wire.READY)  # before any student code: until this, a failure is the grader's
     # The process's own output goes to a file here: what graded code writes to fd 1 or 2 cannot pass for a reply.
     log = os.open("worker-output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)

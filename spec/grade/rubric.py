@@ -1,4 +1,5 @@
-"""The rubric: which questions a Gradescope autograder grades, their points and who sees them (TOML).
+"""The rubric: which questions grading grades, their points and who sees them (TOML); the batch's CSV and Gradescope's
+results.json both count points by it.
 
     graded = ["Q21", "Q25", "Q26"]    # optional: these questions only (default: every graded question)
 
