@@ -16,9 +16,9 @@ from .idx import read_idx
 
 DATA_ENV = "MNIST_LAB_DATA"
 # An installed wheel carries the data inside the package; a checkout has it in data/mnist.
-_INSTALLED_DATA = Path(__file__).resolve().parent / "embedded_mnist"
+INSTALLED_DATA = Path(__file__).resolve().parent / "embedded_mnist"
 EMBEDDED_DATA = (
-    _INSTALLED_DATA if _INSTALLED_DATA.is_dir() else Path(__file__).resolve().parent.parent / "data" / "mnist"
+    INSTALLED_DATA if INSTALLED_DATA.is_dir() else Path(__file__).resolve().parent.parent / "data" / "mnist"
 )
 FILES = {
     "training": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

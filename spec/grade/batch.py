@@ -10,6 +10,7 @@ run again grades only what is missing or changed (fingerprint.py, the submission
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
@@ -40,20 +41,32 @@ class GradingError(Exception):
     """Grading cannot start: the message is one line."""
 
 
-def submissions(paths: Iterable[str]) -> list[Path]:
-    """The notebooks and scripts named, and those in the folders named (checkpoints left out), sorted."""
+def submissions(paths: Iterable[str], shard: tuple[int, int] = (1, 1)) -> list[Path]:
+    """The notebooks and scripts named, and those in the folders named (checkpoints left out), sorted; of them,
+    with `shard` (K, N), the K-th of N stable slices (`shard_of`)."""
     found: list[Path] = []
+    keys: dict[Path, str] = {}
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found += found_in(path)
+            inside = found_in(path)
+            keys.update((nb, nb.relative_to(path).as_posix()) for nb in inside)
+            found += inside
         elif path.is_file():
+            keys[path] = path.name
             found.append(path)
         else:
             raise GradingError(f"{name}: no such file or folder")
     if not found:
         raise GradingError(f"no notebook (.ipynb) or script (.py) in {', '.join(paths)}")
-    return found
+    k, n = shard
+    return [nb for nb in found if shard_of(keys[nb], n) == k - 1]
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A submission's slice of `shards`, from the SHA-256 of its place in the folder graded (`key`), not of its
+    content: a resubmission stays in its shard, on every machine that grades one."""
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % shards
 
 
 def check_tools() -> None:
@@ -71,12 +84,13 @@ def grade(
     questions: Sequence[str] = (),
     pytest_args: Sequence[str] = (),
     rubric: Rubric | None = None,
+    shard: tuple[int, int] = (1, 1),
 ) -> Batch:
     """Grade every submission on `questions` (all, where none are named) into `out` (CSV) and `out` with
     .json, both rewritten as each notebook ends: the questions on PyTorch itself once, the graded ones
     per notebook; a grade already in `out`'s JSON for the same submission and fingerprint is kept."""
     check_tools()
-    notebooks = submissions(paths)
+    notebooks = submissions(paths, shard)
     wanted = list(questions) or list(QUESTIONS)
     pytorch = [q for q in wanted if not QUESTIONS[q].graded]
     graded = [q for q in wanted if QUESTIONS[q].graded]
@@ -85,6 +99,10 @@ def grade(
                            "itself run once a batch, beside them)")  # fmt: skip
     key = fingerprint([*graded, "|", *pytorch], pytest_args)
     batch = Batch(key, dataclasses.replace(rubric or Rubric(), graded=tuple(graded)))  # its points, these questions
+    if not notebooks:  # a shard of more than there are submissions: an empty part, which `merge` takes
+        print(f"--shard {shard[0]}/{shard[1]}: no submission falls in this shard", flush=True)
+        batch.write(out, [])
+        return batch
     kept = batch.keep(_previous(out.with_suffix(".json")), notebooks)
     jobs = jobs or default_jobs()
     threads = 0 if jobs == 1 or "OMP_NUM_THREADS" in os.environ else threads_per_worker(jobs)
@@ -120,6 +138,33 @@ def grade(
     results = [batch.results[str(nb)] for nb in notebooks]
     markdown, page = class_report.write(results, out.parent, stem=f"{out.stem}.class")
     print(f"what the class got wrong: {markdown}, {page}", flush=True)
+    return batch
+
+
+def merge(parts: Sequence[str], out: Path, rubric: Rubric | None = None) -> Batch:
+    """The batch JSONs of several shards (`--shard K/N`) as one batch: one CSV, one JSON and one class report in
+    `out`'s folder. Parts graded with another spec, torch, questions or pytest arguments are refused."""
+    loaded = []
+    for name in parts:
+        data = _previous(Path(name))
+        if not isinstance(data.get("notebooks"), list) or "fingerprint" not in data:
+            raise GradingError(f"{name}: not a batch's JSON (python -m spec.grade ... --out PART.csv writes one)")
+        loaded.append((name, data))
+    first, key = loaded[0][0], loaded[0][1]["fingerprint"]
+    for name, data in loaded[1:]:
+        if data["fingerprint"] != key:
+            raise GradingError(f"{name} was graded with fingerprint {data['fingerprint']}, {first} with {key}: "
+                               "another spec, torch, questions or pytest arguments; grade them alike")  # fmt: skip
+    results = {entry["notebook"]: NotebookResult.from_json(entry) for _, data in loaded for entry in data["notebooks"]}
+    run = {v.question for r in results.values() for v in r.questions if v.graded}
+    graded = tuple(q for q in QUESTIONS if q in run)
+    batch = Batch(key, dataclasses.replace(rubric or Rubric(), graded=graded or Rubric().graded))
+    pytorch = next((data["pytorch"] for _, data in loaded if data.get("pytorch")), None)
+    batch.pytorch = NotebookResult.from_json(pytorch) if pytorch else None
+    batch.results = results
+    notebooks = sorted(Path(name) for name in results)
+    batch.write(out, notebooks)
+    class_report.write([results[str(nb)] for nb in notebooks], out.parent, stem=f"{out.stem}.class")
     return batch
 
 

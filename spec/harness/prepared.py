@@ -3,7 +3,8 @@
 A folder holds, for each split, what the course's loader gives (`columns`, (784, N) uint8, and `labels`,
 (N,) int64) and the images as the printed cells prepare them (`images`, (N, 1, 28, 28) float32, cell
 [28]'s normalisation). The grader's tests map these files; a notebook's sandboxed worker maps the same
-files, read-only (spec/sandbox/client.py); and a batch prepares one folder for all its notebooks
+images, read-only (spec/sandbox/client.py), and never sees the labels, which lie in a folder of their own
+that bubblewrap hides (containment.PRIVATE); and a batch prepares one folder for all its notebooks
 (spec/grade/batch.py, `--mnist-folder`). The pages are the kernel's page cache, shared by every process
 that maps them and reclaimable under memory pressure: no process holds a private copy of the data set.
 """
@@ -20,13 +21,14 @@ import torch
 from spec.harness import cells
 from spec.harness.notebook import course_tools  # the course's loader, as grading serves it
 from spec.sandbox.client import mapped
+from spec.sandbox.containment import PRIVATE
 
 SPLITS = ("training", "testing")
 PARTS = ("columns", "labels", "images")
 
 
 def path(folder: Path, split: str, part: str) -> Path:
-    return folder / f"{split}-{part}.npy"
+    return (folder / PRIVATE if part == "labels" else folder) / f"{split}-{part}.npy"
 
 
 def prepare(folder: Path, split: str) -> None:
@@ -35,7 +37,7 @@ def prepare(folder: Path, split: str) -> None:
         return
     columns, labels = course_tools().load(split)
     images = np.ascontiguousarray(cells.layout(cells.normalize_as_printed(columns)))
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PRIVATE).mkdir(parents=True, exist_ok=True)
     for part, array in zip(PARTS, (columns, labels, images), strict=True):
         _save(path(folder, split, part), array)
 

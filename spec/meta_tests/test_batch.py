@@ -136,3 +136,52 @@ def test_a_batch_prepares_mnist_once_where_workers_can_only_read_it(
     monkeypatch.setattr(containment, "choose", containment.PlainProcess)
     assert batch.shared_mnist(tmp_path / "plain") == [], "plain workers, of this user, were handed a shared folder"
     assert not (tmp_path / "plain").exists(), "MNIST was prepared for plain workers to share"
+
+
+# Right ones and wrong ones: a class of 8 with different outcomes, for shards.
+WRONGS = ["x = x * 0\n    ", "x = x.T.T / 2\n    ", "return x / 255.0\n    ", "x = x + 1\n    "]
+BODIES = ["", WRONGS[0], "", WRONGS[1], "", WRONGS[2], WRONGS[3], ""]
+CLASS = {f"s{i}.py": NORMALIZE.format(body) for i, body in enumerate(BODIES)}
+
+
+@pytest.mark.grading
+@pytest.mark.timeout(600)
+def test_a_class_graded_in_three_shards_and_merged_is_the_class_graded_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name, source in CLASS.items():
+        (folder / name).write_text(source)
+    command, env = grade_command(folder, tmp_path / "whole.csv")
+    whole = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert whole.returncode in (0, 1), f"the whole batch exited {whole.returncode}: {whole.stderr[-1000:]}"
+    parts = []
+    for k in (1, 2, 3):
+        command, env = grade_command(folder, tmp_path / f"part{k}.csv")
+        shard = subprocess.run([*command, "--shard", f"{k}/3"], env=env, capture_output=True, text=True, timeout=300,
+                               check=False)  # fmt: skip
+        assert shard.returncode in (0, 1), f"shard {k}/3 exited {shard.returncode}: {shard.stderr[-1000:]}"
+        parts.append(str(tmp_path / f"part{k}.json"))
+    graded = [rows(tmp_path / f"part{k}.csv") for k in (1, 2, 3)]
+    assert sorted(name for part in graded for name in part) == sorted(CLASS), f"the shards graded {graded}"
+    merged = subprocess.run([sys.executable, "-m", "spec.grade", "merge", *parts, "--out", str(tmp_path / "all.csv")],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert merged.returncode == 0, f"merge exited {merged.returncode}: {merged.stderr[-1000:]}"
+
+    def without_seconds(name: str) -> tuple[list[dict[str, str]], list[dict]]:
+        table = [{k: v for k, v in row.items() if k != "seconds"} for row in rows(tmp_path / f"{name}.csv").values()]
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        return table, [{k: v for k, v in entry.items() if k != "seconds"} for entry in data["notebooks"]]
+
+    assert without_seconds("all") == without_seconds("whole"), "the merged shards differ from the batch at once"
+    assert (tmp_path / "all.class.md").is_file(), "merge wrote no class report"
+
+
+def test_a_submission_stays_in_its_shard_and_parts_graded_otherwise_are_refused(tmp_path: Path) -> None:
+    keys = [f"student{i}/notebook.ipynb" for i in range(40)]
+    slices = [batch.shard_of(key, 3) for key in keys]
+    assert slices == [batch.shard_of(key, 3) for key in keys], "a submission moved between shards"
+    assert set(slices) == {0, 1, 2}, f"40 submissions in 3 shards left one empty: {slices}"
+    for name, key in (("a", "1234"), ("b", "abcd")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"fingerprint": key, "pytorch": None, "notebooks": []}))
+    with pytest.raises(batch.GradingError, match=r"b.json was graded with fingerprint abcd, .*a.json with 1234"):
+        batch.merge([str(tmp_path / "a.json"), str(tmp_path / "b.json")], tmp_path / "grades.csv")

@@ -289,3 +289,49 @@ def test_a_workers_cgroup_goes_beneath_the_graders_own(tmp_path: Path, monkeypat
     (tmp_path / "pids" / "docker" / "abc").mkdir(parents=True)
     combined = bounds.cgroup_parent("pids", "7:cpu,pids:/docker/abc\n")
     assert combined == tmp_path / "pids" / "docker" / "abc", f"{combined}: a controller listed with others was missed"
+
+
+PROBE = """
+def probe(paths):
+    seen = []
+    for p in paths:
+        try:
+            seen.append(sorted(os.listdir(p)) if os.path.isdir(p) else len(open(p, 'rb').read()))
+        except OSError as err:
+            seen.append(type(err).__name__)
+    return seen
+"""
+
+
+@pytest.mark.skipif(not containment.choose().isolated, reason="bubblewrap is not installed, or cannot run here")
+def test_a_bubblewrapped_worker_reads_no_mnist_but_what_it_is_handed(
+    prepared_testing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No copy of MNIST the grader knows is readable from a worker, in a checkout or where an installed wheel's
+    site-packages is shown to it (a venv under /tmp, as the autograder's): with the test labels, a notebook
+    could answer the test set without training."""
+    import mnist_lab.data
+
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    wheel = site / "mnist_lab" / "embedded_mnist"
+    wheel.mkdir(parents=True)
+    (wheel / "t10k-labels-idx1-ubyte.gz").write_bytes(b"the test labels")
+    monkeypatch.setattr(mnist_lab.data, "INSTALLED_DATA", wheel)
+    shown = containment.interpreter_paths()
+    monkeypatch.setattr(containment, "interpreter_paths", lambda: [*shown, str(site)])
+    path = tmp_path / "student.py"
+    path.write_text(HEADER + PROBE)
+    labels, images = (prepared.path(prepared_testing, "testing", part) for part in ("labels", "images"))
+    places = {"site-packages": site / "mnist_lab", "the wheel's MNIST": wheel, "the checkout's MNIST":
+              mnist_lab.data.EMBEDDED_DATA, "the prepared test labels": labels, "the prepared test images": images}
+    worker = client.Worker(hidden=[tmp_path / "submission"], sandbox=containment.Bubblewrap(), data=prepared_testing)
+    built = notebook.build(notebook.plan(path), worker)
+    try:
+        found = RemoteFunction(built.worker, "probe", timeout=60)([str(p) for p in places.values()])
+        seen = dict(zip(places, found, strict=True))
+    finally:
+        built.worker.close()
+    assert seen["site-packages"] == ["embedded_mnist"], f"the venv's site-packages was not shown as it is: {seen}"
+    assert seen["the prepared test images"] == images.stat().st_size, f"the images handed out were not: {seen}"
+    for place in ("the wheel's MNIST", "the checkout's MNIST", "the prepared test labels"):
+        assert seen[place] in ([], "FileNotFoundError", "PermissionError"), f"{place} was readable: {seen[place]}"

@@ -120,6 +120,16 @@ TRICKS = {
         ("Q21",),
         needs_bubblewrap=True,
     ),
+    "reads_the_test_labels": Trick(  # right only where it finds MNIST's labels: a leak would pass Q21
+        "import glob, os, sys\ndef normalize_MNIST_images(x):\n"
+        "    places = [os.path.join(p, 'mnist_lab', 'embedded_mnist') for p in sys.path] + ['{repo}/data/mnist']\n"
+        "    found = [f for p in places for f in glob.glob(os.path.join(p, '*labels*'))]\n"
+        "    found += glob.glob('/tmp/*/private/*labels*') + glob.glob('/tmp/*/*labels*.npy')\n"
+        "    readable = [f for f in found if os.access(f, os.R_OK)]\n"
+        "    return 2 * (x.astype('float32') - 127.5) / 255 if readable else x / 255.0\n",
+        ("Q21",),
+        needs_bubblewrap=True,
+    ),
     "fetches_code": Trick(
         "import socket\ndef normalize_MNIST_images(x):\n    try:\n"
         "        code = socket.create_connection(('127.0.0.1', {port}), timeout=3).recv(1000).decode()\n"

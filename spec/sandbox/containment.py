@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 _BWRAP_BASE = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
                "--proc", "/proc", "--tmpfs", "/tmp"]  # fmt: skip
 SANDBOX = "/tmp/mnist-lab-sandbox"  # where the worker's own files are shown inside bubblewrap
+PRIVATE = "private"  # the folder within the prepared MNIST (spec/harness/prepared.py) a worker never sees: labels
 
 
 class Containment(ABC):
@@ -68,7 +69,11 @@ class Bubblewrap(Containment):
         args += interpreter_binds([Path("/tmp"), *hidden])  # a venv under /tmp, in the checkout, ...
         args += ["--ro-bind", str(worker.parent), SANDBOX, "--bind", str(folder), str(folder)]
         if data is not None:
-            args += ["--ro-bind", str(data), str(data)]
+            (data / PRIVATE).mkdir(parents=True, exist_ok=True)  # bubblewrap hides a folder that exists
+            args += ["--ro-bind", str(data), str(data), "--tmpfs", str(data / PRIVATE)]
+        for copy in mnist_copies():  # last: over the binds that would show them (an installed wheel's)
+            if not any(copy.is_relative_to(place) for place in hidden):
+                args += ["--tmpfs", str(copy)]
         args += ["--chdir", str(folder), "--uid", "65534", "--gid", "65534"]
         return [*args, sys.executable, "-I", f"{SANDBOX}/{worker.name}"]
 
@@ -100,6 +105,16 @@ def choose() -> Containment:
         if subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0:
             return Bubblewrap()
     return PlainProcess()
+
+
+def mnist_copies() -> list[Path]:
+    """The MNIST folders the grader knows of, which no worker may read: mnist_lab's embedded copy (a checkout's
+    data/mnist, an installed wheel's mnist_lab/embedded_mnist) and $MNIST_LAB_DATA's. With the test labels, a
+    notebook could answer the test set, or undo a relabelling, without training."""
+    from mnist_lab import data
+
+    found = [data.EMBEDDED_DATA, data.INSTALLED_DATA, Path(os.environ.get(data.DATA_ENV) or data.EMBEDDED_DATA)]
+    return [Path(os.path.realpath(copy)) for copy in dict.fromkeys(found) if copy.is_dir()]
 
 
 def interpreter_paths() -> list[str]:
